@@ -1,0 +1,1 @@
+"""A stand-in for Pyodide's package so Cloudflare examples import unchanged."""

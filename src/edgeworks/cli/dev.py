@@ -1,0 +1,112 @@
+"""`edgeworks dev`: one PoP on this machine, reloading scripts when their files change."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from ..config import ConfigError, WorkerConfig, load_config
+from ..node.pool import StartupError
+from ..node.pop import PoP, PopSettings
+
+log = logging.getLogger("edgeworks")
+WATCHED_SUFFIXES = {".py", ".toml", ".json", ".jsonc", ".vars"}
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+def load_all(paths: list[Path], env: str | None, overrides: dict[str, str]) -> list[WorkerConfig]:
+    if not paths:
+        return [load_config(None, env, var_overrides=overrides)]
+    return [load_config(p, env, var_overrides=overrides) for p in paths]
+
+
+def run_dev(paths: list[Path], env: str | None, ip: str, port: int, persist_to: Path | None,
+            overrides: dict[str, str], reload: bool = True, idle_timeout: float = 60.0,
+            sandbox: bool = True) -> int:
+    setup_logging()
+    try:
+        configs = load_all(paths, env, overrides)
+    except ConfigError as e:
+        print(f"edgeworks: config error: {e}", file=sys.stderr)
+        return 2
+    data_dir = (persist_to or configs[0].root / ".edgeworks" / "state").resolve()
+    settings = PopSettings(ip=ip, port=port, data_dir=data_dir, dev=True,
+                           idle_timeout=idle_timeout, sandbox=sandbox)
+    import uvloop
+
+    try:
+        return uvloop.run(_serve(settings, configs, paths, env, overrides, reload))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(settings: PopSettings, configs: list[WorkerConfig], paths: list[Path],
+                 env: str | None, overrides: dict[str, str], reload: bool) -> int:
+    pop = PoP(settings, configs)
+    try:
+        await pop.start()
+    except StartupError as e:
+        print(f"edgeworks: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"edgeworks: cannot listen on {settings.ip}:{settings.port}: {e.strerror}",
+              file=sys.stderr)
+        await pop.close_processes()
+        return 1
+    workers = ", ".join(f"{c.name} ({c.main.relative_to(c.root)})" for c in configs)
+    print(f"edgeworks dev: ready on {pop.url} — workers: {workers}; data: {settings.data_dir}",
+          file=sys.stderr, flush=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = loop.create_task(_watch(pop, configs, env, overrides)) if reload else None
+    await stop.wait()
+    log.info("edgeworks dev: shutting down (finishing in-flight requests)")
+    if watcher is not None:
+        watcher.cancel()
+    await pop.shutdown()
+    return 0
+
+
+async def _watch(pop: PoP, configs: list[WorkerConfig], env: str | None,
+                 overrides: dict[str, str]) -> None:
+    """Reload a script when its config, .dev.vars or any .py under its root changes."""
+    from watchfiles import awatch
+
+    roots = {c.name: c.root for c in configs}
+    files = {c.name: c.path for c in configs}
+
+    def wanted(_change: object, path: str) -> bool:
+        p = Path(path)
+        return p.suffix in WATCHED_SUFFIXES or p.name == ".dev.vars"
+
+    async for changes in awatch(*set(roots.values()), watch_filter=wanted, debounce=50,
+                                step=20, rust_timeout=0, recursive=True):
+        touched = {Path(p) for _, p in changes}
+        for name, root in roots.items():
+            if not any(_under(p, root) for p in touched):
+                continue
+            if all(".edgeworks" in p.parts for p in touched):
+                continue
+            try:
+                config = load_config(files[name], env, var_overrides=overrides)
+            except ConfigError as e:
+                log.error("%s: config error, still serving the previous version: %s", name, e)
+                continue
+            await pop.reload(name, config)
+
+
+def _under(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False

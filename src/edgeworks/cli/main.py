@@ -1,0 +1,72 @@
+"""`edgeworks`: the command line (init, dev)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .. import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeworks")
+def cli() -> None:
+    """A self-hostable edge platform for Python workers."""
+
+
+@cli.command()
+@click.option("--config", "-c", "configs", multiple=True, type=click.Path(path_type=Path),
+              help="wrangler.toml / wrangler.jsonc / wrangler.json (repeat for several workers).")
+@click.option("--env", "-e", "env_name", default=None, help="Use [env.NAME] from the config.")
+@click.option("--ip", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", "-p", default=8787, show_default=True, type=int,
+              help="Port to listen on (0 picks a free one).")
+@click.option("--persist-to", type=click.Path(path_type=Path), default=None,
+              help="Data directory (default: .edgeworks/state beside the first config).")
+@click.option("--var", "vars_", multiple=True, metavar="KEY:VALUE",
+              help="Override a var (repeatable).")
+@click.option("--no-reload", is_flag=True, help="Do not watch files for changes.")
+@click.option("--idle-timeout", default=60.0, show_default=True, type=float,
+              help="Seconds an isolate may sit idle before it is evicted.")
+@click.option("--no-sandbox", is_flag=True, help="Run isolates without the sandbox layers.")
+def dev(configs: tuple[Path, ...], env_name: str | None, ip: str, port: int,
+        persist_to: Path | None, vars_: tuple[str, ...], no_reload: bool,
+        idle_timeout: float, no_sandbox: bool) -> None:
+    """Serve workers locally, reloading on change."""
+    from .dev import run_dev
+
+    overrides: dict[str, str] = {}
+    for item in vars_:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY:VALUE, got {item!r}", param_hint="--var")
+        overrides[key] = value
+    code = run_dev(list(configs), env_name, ip, port, persist_to, overrides,
+                   reload=not no_reload, idle_timeout=idle_timeout, sandbox=not no_sandbox)
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--name", default=None, help="Worker name (default: the directory's name).")
+def init(directory: Path, name: str | None) -> None:
+    """Create a runnable hello-world project with a passing test."""
+    from .init import create_project
+
+    try:
+        created = create_project(directory, name)
+    except FileExistsError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"Created {directory}/ ({len(created)} files). Next:")
+    click.echo(f"  cd {directory} && edgeworks dev      # serve on http://127.0.0.1:8787")
+    click.echo("  pytest                              # run its tests")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

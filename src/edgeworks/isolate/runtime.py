@@ -1,0 +1,335 @@
+"""The isolate: a forked process that serves one script's connections and events.
+
+It talks to the supervisor only through its capability channel: client connections
+arrive there (SCM_RIGHTS), outbound fetches and logs leave through it. It retires itself
+when idle, and on `drain` finishes what it has, hands idle connections back, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+from .. import errorpages
+from ..api import ExecutionContext, Request, Response, runtime_hooks
+from ..api.headers import Headers
+from ..api.streams import ReadableStream
+from ..channel import CHUNK, Channel
+from ..node.router import Router
+from .http import HttpConnection
+from .loader import Worker
+
+BACKGROUND_LIMIT_S = 30.0
+
+
+class LimitError(Exception):
+    pass
+
+
+class _LogWriter:
+    """sys.stdout/sys.stderr of an isolate: lines go to the supervisor's log."""
+
+    def __init__(self, iso: Isolate, level: str) -> None:
+        self.iso = iso
+        self.level = level
+        self.buf = ""
+
+    def write(self, s: str) -> int:
+        self.buf += s
+        if "\n" in self.buf:
+            *lines, self.buf = self.buf.split("\n")
+            for line in lines:
+                self.iso.log(self.level, line)
+        return len(s)
+
+    def flush(self) -> None:
+        if self.buf:
+            self.iso.log(self.level, self.buf)
+            self.buf = ""
+
+    def isatty(self) -> bool:
+        return False
+
+
+class Isolate:
+    def __init__(self, spec: dict[str, Any], worker: Worker, chan_fd: int, iid: int) -> None:
+        self.spec = spec
+        self.worker = worker
+        self.name: str = spec["name"]
+        self.iid = iid
+        self.chan_fd = chan_fd
+        self.dev: bool = spec.get("dev", False)
+        self.max_body: int = spec.get("max_body", 100 * 1024 * 1024)
+        self.subrequest_limit: int = spec.get("subrequests", 1000)
+        self.idle_timeout: float = spec.get("idle_timeout", 60.0)
+        self.multi: bool = spec.get("multi", False)
+        self.router = Router(spec.get("routes", []), spec.get("default_script"))
+        self.default_host: str = spec.get("default_host", "localhost")
+        self.cf: dict[str, Any] = {"colo": spec.get("colo", "LOCAL"), "edgeworks": True}
+        self.self_addrs = set(spec.get("self_addrs", []))
+        self.conns: set[HttpConnection] = set()
+        self.inflight = 0
+        self.background: set[asyncio.Future[Any]] = set()
+        self.fetches: dict[int, asyncio.Future[Any]] = {}
+        self.fetch_ids = itertools.count(1)
+        self.retiring = False
+        self.shutting_down = False
+        self.last_active = time.monotonic()
+        self.loop: asyncio.AbstractEventLoop
+        self.channel: Channel
+        self.done: asyncio.Future[None]
+
+    # --- process entry -----------------------------------------------------------------
+    def run(self) -> None:
+        import uvloop
+
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self.loop = loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self.done = loop.create_future()
+        self.channel = Channel(socket.socket(fileno=self.chan_fd), self.on_message, self.on_lost, loop)
+        runtime_hooks.outbound_fetch = self.outbound_fetch
+        sys.stdout = _LogWriter(self, "info")  # type: ignore[assignment]
+        sys.stderr = _LogWriter(self, "error")  # type: ignore[assignment]
+        self.channel.send(["ready", os.getpid()])
+        loop.call_later(1.0, self.tick)
+        try:
+            loop.run_until_complete(self.done)
+        finally:
+            os._exit(0)
+
+    def on_lost(self) -> None:
+        # The supervisor is gone: nothing more can reach us.
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def on_message(self, msg: list[Any], fds: list[int]) -> None:
+        op = msg[0]
+        if op == "conn":
+            self.accept(fds[0], msg[1])
+        elif op in ("fres", "fchunk", "ferr"):
+            fut = self.fetches.pop(msg[1], None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif op == "drain":
+            self.retire(shutdown=msg[1] == "shutdown")
+        else:
+            for fd in fds:
+                os.close(fd)
+
+    # --- connections -------------------------------------------------------------------
+    def accept(self, fd: int, data: bytes) -> None:
+        sock = socket.socket(fileno=fd)
+        if self.retiring:
+            self.hand_back(fd, data)
+            sock.detach()
+            os.close(fd)
+            return
+        self.last_active = time.monotonic()
+        self.loop.create_task(self._accept(sock, data))
+
+    async def _accept(self, sock: socket.socket, data: bytes) -> None:
+        transport, proto = await self.loop.connect_accepted_socket(
+            lambda: HttpConnection(self), sock
+        )
+        if data:
+            proto.data_received(data)
+
+    def hand_back(self, fd: int, data: bytes) -> None:
+        self.channel.send(["back", data], [os.dup(fd)])
+
+    def is_foreign(self, host: bytes, url: bytes) -> bool:
+        h = host.decode("latin-1").split(":", 1)[0].lower()
+        path = url.split(b"?", 1)[0].decode("latin-1")
+        return self.router.match(h, path) != self.name
+
+    # --- requests ----------------------------------------------------------------------
+    async def handle(self, request: Request) -> tuple[Response, bool]:
+        """Run the worker's fetch; returns the response and whether to close afterwards."""
+        self.inflight += 1
+        ctx = ExecutionContext()
+        runtime_hooks.current_ctx.set(ctx)
+        _subrequests.set([0])
+        close = False
+        try:
+            response = await self.worker.call_fetch(request, ctx)
+            if not isinstance(response, Response):
+                raise TypeError(
+                    f"fetch() must return a Response, got {type(response).__name__}"
+                )
+        except Exception as e:  # noqa: BLE001 - a worker bug becomes a 1101 page
+            response = await self.on_exception(request, ctx, e)
+            close = True
+        finally:
+            self.inflight -= 1
+            self.last_active = time.monotonic()
+        if ctx._pending:
+            self.pending_ctx = ctx
+        return response, close
+
+    def after_response(self, response: Response) -> None:
+        ctx = getattr(self, "pending_ctx", None)
+        if ctx is not None:
+            self.pending_ctx = None
+            self.start_background(ctx)
+
+    def start_background(self, ctx: ExecutionContext) -> None:
+        for fut in ctx._start_pending():
+            self.background.add(fut)
+            fut.add_done_callback(self._background_done)
+
+    def _background_done(self, fut: asyncio.Future[Any]) -> None:
+        self.background.discard(fut)
+        self.last_active = time.monotonic()
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self.log("error", "waitUntil() task failed:\n" + "".join(
+                traceback.format_exception(exc)).rstrip())
+
+    async def on_exception(self, request: Request, ctx: ExecutionContext, e: Exception) -> Response:
+        trace = "".join(traceback.format_exception(e)).rstrip()
+        self.log("error", f"{request.method} {request.url}: uncaught exception\n{trace}")
+        if ctx._passthrough and not self._is_self(request.url):
+            try:
+                return await self.outbound_fetch(Request(request.url, method=request.method,
+                                                         headers=request.headers))
+            except Exception as e2:  # noqa: BLE001
+                self.log("error", f"passThroughOnException: origin fetch failed: {e2}")
+        body = errorpages.page(
+            1101, 500, f"{type(e).__name__}: {e}", trace if self.dev else None
+        )
+        return Response(body, 500, headers={"content-type": "text/html; charset=utf-8",
+                                            "cf-error": "1101"})
+
+    def _is_self(self, url: str) -> bool:
+        netloc = url.split("://", 1)[-1].split("/", 1)[0].lower()
+        return netloc in self.self_addrs or not self.self_addrs
+
+    # --- outbound fetch through the supervisor -------------------------------------------
+    async def _call(self, msg: list[Any]) -> list[Any]:
+        fid = msg[1]
+        fut = self.loop.create_future()
+        self.fetches[fid] = fut
+        self.channel.send(msg)
+        return await fut
+
+    async def outbound_fetch(self, request: Request) -> Response:
+        counter = _subrequests.get(None)
+        if counter is not None:
+            counter[0] += 1
+            if counter[0] > self.subrequest_limit:
+                raise LimitError(
+                    f"Too many subrequests: the limit is {self.subrequest_limit} per request"
+                )
+        fid = next(self.fetch_ids)
+        body = request._body
+        # Small bodies travel inline (the origin then sees a content-length).
+        inline = isinstance(body, bytes) and len(body) <= CHUNK
+        self.channel.send(["fetch", fid, request.method, request.url, request.headers.raw_items(),
+                           request.redirect, body if inline else body is not None])
+        if body is not None and not inline:
+            if isinstance(body, bytes):
+                for i in range(0, len(body), CHUNK):
+                    self.channel.send(["fbody", fid, body[i:i + CHUNK]])
+            else:
+                async for chunk in body:  # type: ignore[union-attr]
+                    for i in range(0, len(chunk), CHUNK):
+                        self.channel.send(["fbody", fid, chunk[i:i + CHUNK]])
+            self.channel.send(["fbody", fid, None])
+        fut = self.loop.create_future()
+        self.fetches[fid] = fut
+        reply = await fut
+        if reply[0] == "ferr":
+            raise ConnectionError(reply[2])
+        _, _, status, reason, headers, url = reply
+        resp = Response.__new__(Response)
+        resp.status, resp.status_text, resp.url, resp.web_socket = status, reason, url, None
+        resp.headers = Headers(headers)
+        resp._used = False
+        resp._body = ReadableStream(self._fetch_body(fid)) if status not in (204, 304) else None
+        if request.method == "HEAD":
+            resp._body = None
+        return resp
+
+    async def _fetch_body(self, fid: int) -> Any:
+        try:
+            while True:
+                reply = await self._call(["fread", fid])
+                if reply[0] == "ferr":
+                    raise ConnectionError(reply[2])
+                chunk = reply[2]
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            if not self.channel.closed:
+                self.channel.send(["fclose", fid])
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def log(self, level: str, text: str) -> None:
+        if not self.channel.closed:
+            for i in range(0, max(len(text), 1), CHUNK):
+                self.channel.send(["log", level, text[i:i + CHUNK]])
+
+    def tick(self) -> None:
+        if self.retiring:
+            return
+        idle = not self.inflight and not self.background and all(c.idle() for c in self.conns)
+        if idle and time.monotonic() - self.last_active > self.idle_timeout:
+            self.retire(shutdown=False)
+            return
+        self.loop.call_later(1.0, self.tick)
+
+    def retire(self, shutdown: bool) -> None:
+        """Stop taking work: idle connections go back (or close at shutdown), in-flight
+        requests and waitUntil work finish, then the process exits."""
+        if self.retiring and not shutdown:
+            return
+        self.retiring = True
+        self.shutting_down = shutdown
+        self.channel.send(["retiring"])
+        for conn in list(self.conns):
+            conn.draining = True
+            if conn.idle():
+                self.release_idle(conn)
+        self.loop.create_task(self._finish())
+
+    def release_idle(self, conn: HttpConnection) -> None:
+        if self.shutting_down:
+            conn.closing = True
+            if conn.transport is not None:
+                conn.transport.close()
+        else:
+            conn.give_back(b"")
+
+    async def _finish(self) -> None:
+        deadline = time.monotonic() + BACKGROUND_LIMIT_S
+        while (self.conns or self.inflight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.background:
+            _, pending = await asyncio.wait(
+                list(self.background), timeout=max(0.0, deadline - time.monotonic())
+            )
+            for fut in pending:
+                fut.cancel()
+                self.log("error", "waitUntil() work cancelled: it ran past the 30 s limit")
+        self.channel.send(["bye"])
+        await asyncio.sleep(0)
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+from contextvars import ContextVar  # noqa: E402
+
+_subrequests: ContextVar[list[int]] = ContextVar("edgeworks_subrequests")

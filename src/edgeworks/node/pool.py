@@ -1,0 +1,194 @@
+"""Process handles on the supervisor side: the zygote, templates, and isolates."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..channel import Channel, socketpair
+
+if TYPE_CHECKING:
+    from .pop import PoP
+
+log = logging.getLogger("edgeworks")
+_iids = itertools.count(1)
+
+
+class StartupError(Exception):
+    """A script could not be loaded (its module raised at import, or has no handler)."""
+
+
+class Zygote:
+    """Started once; forks a template per script version from a pre-imported runtime."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+        self.channel: Channel | None = None
+
+    async def start(self) -> None:
+        ours, theirs = socketpair()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edgeworks.isolate.zygote", str(theirs.fileno()),
+            pass_fds=(theirs.fileno(),),
+        )
+        theirs.close()
+        self.channel = Channel(ours, lambda m, f: None, self._lost)
+
+    def _lost(self) -> None:
+        log.debug("zygote exited")
+
+    def fork_template(self, spec: dict[str, Any]) -> Channel:
+        """Ask for a template of `spec`; returns our end of its control channel."""
+        assert self.channel is not None
+        ours, theirs = socketpair()
+        self.channel.send(["template", spec], [theirs.detach()])
+        return ours  # type: ignore[return-value]
+
+    async def stop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.proc.wait(), 2)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+class Template:
+    """One script version, imported once; isolates fork from it."""
+
+    def __init__(self, pop: PoP, script: Script, spec: dict[str, Any]) -> None:
+        self.pop = pop
+        self.script = script
+        self.spec = spec
+        self.version = spec["version"]
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pid = 0
+        self.import_ms = 0.0
+        sock = pop.zygote.fork_template(spec)
+        self.channel = Channel(sock, self._on_message, self._lost)  # type: ignore[arg-type]
+
+    def _on_message(self, msg: list[Any], fds: list[int]) -> None:
+        if msg[0] == "ready":
+            _, self.pid, self.import_ms, warnings = msg
+            for w in warnings:
+                log.warning("%s: %s", self.script.name, w)
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif msg[0] == "error" and not self.ready.done():
+            self.ready.set_exception(StartupError(msg[1]))
+
+    def _lost(self) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(StartupError("the template process exited during startup"))
+
+    def spawn(self) -> IsolateHandle:
+        ours, theirs = socketpair()
+        iid = next(_iids)
+        self.channel.send(["spawn", iid], [theirs.detach()])
+        return IsolateHandle(self.pop, self, iid, ours)
+
+    def close(self) -> None:
+        self.channel.close()  # the template exits when its channel closes
+
+
+class IsolateHandle:
+    """The supervisor's view of one isolate process."""
+
+    def __init__(self, pop: PoP, template: Template, iid: int, sock: socket.socket) -> None:
+        self.pop = pop
+        self.template = template
+        self.script = template.script
+        self.iid = iid
+        self.pid = 0
+        self.started = time.monotonic()
+        self.retiring = False
+        self.dead = False
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.channel = Channel(sock, self._on_message, self._lost)
+
+    def send(self, msg: list[Any], fds: list[int] | tuple[int, ...] = ()) -> None:
+        if self.dead:
+            for fd in fds:
+                os.close(fd)
+            return
+        self.channel.send(msg, fds)
+
+    def give_connection(self, fd: int, data: bytes) -> None:
+        self.send(["conn", data], [fd])
+
+    def _on_message(self, msg: list[Any], fds: list[int]) -> None:
+        op = msg[0]
+        if op in ("fetch", "fbody", "fread", "fclose"):
+            self.pop.outbound.handle(self, msg)
+        elif op == "log":
+            self.pop.worker_log(self.script.name, msg[1], msg[2])
+        elif op == "back":
+            self.pop.front.adopt(fds[0], msg[1])
+        elif op == "ready":
+            self.pid = msg[1]
+        elif op == "retiring":
+            self.retiring = True
+            self.script.forget(self)
+        elif op == "bye":
+            pass
+        else:
+            for fd in fds:
+                os.close(fd)
+
+    def _lost(self) -> None:
+        self.dead = True
+        self.retiring = True
+        self.script.forget(self)
+        self.pop.outbound.forget(self)
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def drain(self, shutdown: bool) -> None:
+        self.retiring = True
+        self.script.forget(self)
+        self.send(["drain", "shutdown" if shutdown else "handback"])
+
+    def kill(self) -> None:
+        if self.pid and not self.dead:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class Script:
+    """A named worker on this PoP: its current version and its live isolates."""
+
+    def __init__(self, pop: PoP, name: str) -> None:
+        self.pop = pop
+        self.name = name
+        self.template: Template | None = None
+        self.isolate: IsolateHandle | None = None
+        self.all: set[IsolateHandle] = set()
+        self.config: Any = None
+        self.version = 0
+        self.error: str | None = None
+
+    def pick(self) -> IsolateHandle:
+        iso = self.isolate
+        if iso is None or iso.retiring:
+            assert self.template is not None
+            iso = self.template.spawn()
+            self.isolate = iso
+            self.all.add(iso)
+        return iso
+
+    def forget(self, iso: IsolateHandle) -> None:
+        if self.isolate is iso:
+            self.isolate = None
+        if iso.dead:
+            self.all.discard(iso)

@@ -1,0 +1,248 @@
+"""The PoP supervisor: owns the listening socket, the scripts and their processes.
+
+One per machine (or per `edgeworks dev`). It routes each new connection to an isolate of
+the right script, carries out outbound fetches, logs for the workers, reloads scripts in
+place, and shuts down gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+
+from ..config import WorkerConfig
+from ..errorpages import error_response, raw_response
+from .front import Front
+from .outbound import Outbound
+from .pool import IsolateHandle, Script, StartupError, Template, Zygote
+from .router import Router
+
+log = logging.getLogger("edgeworks")
+wlog = logging.getLogger("edgeworks.worker")
+CONTROL_PREFIX = b"/cdn-cgi/edgeworks/"
+
+
+@dataclass
+class PopSettings:
+    ip: str = "127.0.0.1"
+    port: int = 8787
+    data_dir: Path = field(default_factory=lambda: Path(".edgeworks/state"))
+    dev: bool = True
+    idle_timeout: float = 60.0
+    max_body: int = 100 * 1024 * 1024
+    sandbox: bool = True
+    colo: str = "LOCAL"
+    startup_timeout: float = 60.0
+
+
+class PoP:
+    def __init__(self, settings: PopSettings, configs: list[WorkerConfig]) -> None:
+        if not configs:
+            raise ValueError("a PoP needs at least one worker config")
+        names = [c.name for c in configs]
+        if len(set(names)) != len(names):
+            raise StartupError(f"two configs declare the same worker name: {names}")
+        self.settings = settings
+        self.configs = {c.name: c for c in configs}
+        self.order = names
+        self.scripts: dict[str, Script] = {}
+        self.zygote = Zygote()
+        self.outbound = Outbound()
+        self.front: Front
+        self.router = self._router()
+        self.port = settings.port
+        self.logs: dict[str, list[tuple[str, str]]] = {}
+        self.stopped = asyncio.Event()
+
+    # --- routing ---------------------------------------------------------------------------
+    def _routes(self) -> list[tuple[str, str]]:
+        return [(r.pattern, c.name) for c in self.configs.values() for r in c.routes]
+
+    def _router(self) -> Router:
+        # One worker serves every host; with several, routes decide and the first
+        # config listed takes what no route claims.
+        if len(self.configs) == 1:
+            return Router([], self.order[0])
+        return Router(self._routes(), self.order[0])
+
+    def spec(self, config: WorkerConfig, version: int) -> dict[str, Any]:
+        multi = len(self.configs) > 1
+        host = f"{self.settings.ip}:{self.port}"
+        return {
+            "name": config.name,
+            "version": version,
+            "root": str(config.root),
+            "main": str(config.main),
+            "module_dir": str(config.main.parent),
+            "vars": config.vars,
+            "secrets": config.secrets,
+            "dev": self.settings.dev,
+            "max_body": self.settings.max_body,
+            "subrequests": config.limits.subrequests,
+            "cpu_ms": config.limits.cpu_ms,
+            "idle_timeout": self.settings.idle_timeout,
+            "multi": multi,
+            "routes": self._routes() if multi else [],
+            "default_script": self.order[0],
+            "default_host": host,
+            "self_addrs": [host, f"localhost:{self.port}"],
+            "sandbox": self.settings.sandbox,
+            "colo": self.settings.colo,
+            "data_dir": str(self.settings.data_dir),
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Load every script (import errors surface here), then start serving."""
+        if sock is None:
+            sock = socket.create_server((self.settings.ip, self.settings.port), backlog=4096)
+        self.port = sock.getsockname()[1]
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.zygote.start()
+        self.front = Front(self)
+        for name in self.order:
+            script = self.scripts[name] = Script(self, name)
+            script.config = self.configs[name]
+            script.version = 1
+            script.template = Template(self, script, self.spec(script.config, 1))
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(s.template.ready for s in self.scripts.values() if s.template)),
+                self.settings.startup_timeout,
+            )
+        except TimeoutError:
+            raise StartupError(
+                f"a worker did not finish importing within {self.settings.startup_timeout:.0f} s"
+            ) from None
+        except StartupError as e:
+            failed = [s.name for s in self.scripts.values()
+                      if s.template and s.template.ready.done() and s.template.ready.exception()]
+            await self.close_processes()
+            sock.close()
+            raise StartupError(f"worker {', '.join(failed)} failed to start:\n{e}") from None
+        self.front.listen(sock)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.ip}:{self.port}"
+
+    async def reload(self, name: str, config: WorkerConfig) -> bool:
+        """Swap in a new version of a script; the old one keeps serving if the new fails."""
+        script = self.scripts[name]
+        version = script.version + 1
+        self.configs[name] = config
+        template = Template(self, script, self.spec(config, version))
+        try:
+            await asyncio.wait_for(template.ready, self.settings.startup_timeout)
+        except (StartupError, TimeoutError) as e:
+            template.close()
+            log.error("%s: reload failed, still serving version %d:\n%s", name, script.version, e)
+            return False
+        old_template, old = script.template, list(script.all)
+        script.template, script.version, script.config = template, version, config
+        script.isolate = None
+        for iso in old:
+            iso.drain(shutdown=False)
+        if old_template is not None:
+            old_template.close()
+        log.info("%s: reloaded (version %d, import %.1f ms)", name, version, template.import_ms)
+        return True
+
+    async def shutdown(self) -> None:
+        """Stop accepting; let in-flight requests and waitUntil work finish; stop."""
+        self.front.stop_listening()
+        isolates = [i for s in self.scripts.values() for i in s.all if not i.dead]
+        for iso in isolates:
+            iso.drain(shutdown=True)
+        if isolates:
+            await asyncio.wait([i.exited for i in isolates], timeout=35)
+        for iso in isolates:
+            iso.kill()
+        await self.close_processes()
+        await self.outbound.close()
+        self.stopped.set()
+
+    async def close_processes(self) -> None:
+        for s in self.scripts.values():
+            if s.template is not None:
+                s.template.close()
+        await self.zygote.stop()
+
+    # --- requests --------------------------------------------------------------------------
+    def dispatch(self, sock: socket.socket, data: bytes, host: bytes, url: bytes) -> None:
+        path = url.split(b"?", 1)[0]
+        if path.startswith(CONTROL_PREFIX):
+            self.control(sock, path[len(CONTROL_PREFIX):].decode(), url)
+            return
+        if path[:1] != b"/":  # absolute-form request line
+            path = b"/" + path.split(b"://", 1)[-1].split(b"/", 1)[-1]
+        name = self.router.match(host.decode("latin-1").split(":", 1)[0].lower(),
+                                 path.decode("latin-1"))
+        script = self.scripts.get(name) if name else None
+        if script is None or script.template is None:
+            self.front.reply(sock, error_response(404, 404, "no worker is routed for this URL"))
+            return
+        iso = script.pick()
+        iso.give_connection(sock.detach(), data)
+
+    def worker_log(self, name: str, level: str, text: str) -> None:
+        ring = self.logs.setdefault(name, [])
+        ring.append((level, text))
+        if len(ring) > 1000:
+            del ring[:500]
+        wlog.log(logging.ERROR if level == "error" else logging.INFO, "[%s] %s", name, text)
+
+    # --- control endpoints (/cdn-cgi/edgeworks/...) ---------------------------------------
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": self.url, "data_dir": str(self.settings.data_dir),
+                               "scripts": {}}
+        for s in self.scripts.values():
+            out["scripts"][s.name] = {
+                "version": s.version,
+                "template_pid": s.template.pid if s.template else None,
+                "isolates": [_iso_info(i) for i in s.all if not i.dead],
+            }
+        return out
+
+    def control(self, sock: socket.socket, op: str, url: bytes) -> None:
+        if not self.settings.dev:
+            self.front.reply(sock, error_response(404, 404, "not found"))
+            return
+        query = parse_qs(url.partition(b"?")[2].decode())
+        if op == "status":
+            body: Any = self.status()
+        elif op == "evict":
+            names = query.get("script") or list(self.scripts)
+            n = 0
+            for name in names:
+                for iso in list(self.scripts[name].all if name in self.scripts else []):
+                    if not iso.retiring:
+                        iso.drain(shutdown=False)
+                        n += 1
+            body = {"evicted": n}
+        else:
+            self.front.reply(sock, error_response(404, 404, f"unknown control endpoint {op!r}"))
+            return
+        self.front.reply(sock, raw_response(200, msgspec.json.encode(body), "application/json"))
+
+
+def _iso_info(iso: IsolateHandle) -> dict[str, Any]:
+    info: dict[str, Any] = {"iid": iso.iid, "pid": iso.pid, "retiring": iso.retiring,
+                            "version": iso.template.version}
+    if iso.pid:
+        try:
+            import psutil
+
+            mem = psutil.Process(iso.pid).memory_full_info()
+            info["uss"] = mem.uss
+            info["pss"] = getattr(mem, "pss", None)
+        except Exception:  # noqa: BLE001 - it may have just exited
+            pass
+    return info
