@@ -72,6 +72,11 @@ class Channel:
         self._part_fds: list[int] = []
         self.loop.add_reader(self.fd, self._readable)
 
+    def poll(self) -> bool:
+        """Handle whatever is waiting now (an end of stream included); False if closed."""
+        self._readable()
+        return not self.closed
+
     def send(self, msg: list[Any], fds: list[int] | tuple[int, ...] = ()) -> None:
         if self.closed:
             for fd in fds:

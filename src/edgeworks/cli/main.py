@@ -60,8 +60,9 @@ def init(directory: Path, name: str | None) -> None:
     except FileExistsError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"Created {directory}/ ({len(created)} files). Next:")
-    click.echo(f"  cd {directory} && edgeworks dev      # serve on http://127.0.0.1:8787")
-    click.echo("  pytest                              # run its tests")
+    click.echo(f"  cd {directory}")
+    click.echo("  edgeworks dev   # serve it on http://127.0.0.1:8787")
+    click.echo("  pytest          # run its tests")
 
 
 def main() -> None:

@@ -122,8 +122,14 @@ class IsolateHandle:
             return
         self.channel.send(msg, fds)
 
-    def give_connection(self, fd: int, data: bytes) -> None:
-        self.send(["conn", data], [fd])
+    def give_connection(self, fd: int, data: bytes) -> bool:
+        """Hand a client connection over; False (fd still ours) if the isolate is gone."""
+        # An isolate that just died may not have been noticed yet: look first, because
+        # a connection sent into a dead channel would be lost with it.
+        if self.dead or not self.channel.poll():
+            return False
+        self.channel.send(["conn", data], [fd])
+        return True
 
     def _on_message(self, msg: list[Any], fds: list[int]) -> None:
         op = msg[0]

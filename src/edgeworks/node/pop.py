@@ -189,8 +189,12 @@ class PoP:
         if script is None or script.template is None:
             self.front.reply(sock, error_response(404, 404, "no worker is routed for this URL"))
             return
-        iso = script.pick()
-        iso.give_connection(sock.detach(), data)
+        fd = sock.detach()
+        for _attempt in range(3):
+            if script.pick().give_connection(fd, data):
+                return
+        self.front.reply(socket.socket(fileno=fd),
+                         error_response(1042, 503, "the worker's isolate could not be started"))
 
     def worker_log(self, name: str, level: str, text: str) -> None:
         ring = self.logs.setdefault(name, [])
