@@ -59,12 +59,11 @@ class _LogWriter:
 
 
 class Isolate:
-    def __init__(self, spec: dict[str, Any], worker: Worker, chan_fd: int, iid: int) -> None:
+    def __init__(self, spec: dict[str, Any], worker: Worker) -> None:
         self.spec = spec
         self.worker = worker
         self.name: str = spec["name"]
-        self.iid = iid
-        self.chan_fd = chan_fd
+        self.iid = 0
         self.dev: bool = spec.get("dev", False)
         self.max_body: int = spec.get("max_body", 100 * 1024 * 1024)
         self.subrequest_limit: int = spec.get("subrequests", 1000)
@@ -80,6 +79,7 @@ class Isolate:
         self.fetches: dict[int, asyncio.Future[Any]] = {}
         self.fetch_ids = itertools.count(1)
         self.retiring = False
+        self.warming = False
         self.shutting_down = False
         self.last_active = time.monotonic()
         self.loop: asyncio.AbstractEventLoop
@@ -87,7 +87,9 @@ class Isolate:
         self.done: asyncio.Future[None]
 
     # --- process entry -----------------------------------------------------------------
-    def run(self) -> None:
+    def prepare(self) -> None:
+        """Everything that does not need the channel; a pre-forked spare does this
+        ahead of time, so activating it costs only the hand-over."""
         import uvloop
 
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -96,8 +98,39 @@ class Isolate:
         self.loop = loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         self.done = loop.create_future()
-        self.channel = Channel(socket.socket(fileno=self.chan_fd), self.on_message, self.on_lost, loop)
         runtime_hooks.outbound_fetch = self.outbound_fetch
+
+    def warm(self) -> None:
+        """Serve one request to ourselves over a socket pair, with a built-in handler (no
+        user code runs): the pages the request path touches are copied now, in the spare,
+        instead of during a real client's first request."""
+        a, b = socket.socketpair()
+        self.warming = True
+
+        async def go() -> None:
+            await self.loop.connect_accepted_socket(lambda: HttpConnection(self), a)
+            b.setblocking(False)
+            await self.loop.sock_sendall(b, b"GET /warm HTTP/1.1\r\nhost: warm\r\n\r\n")
+            await self.loop.sock_recv(b, 4096)
+
+        try:
+            self.loop.run_until_complete(asyncio.wait_for(go(), 1.0))
+        except Exception:  # noqa: BLE001 - warming is an optimisation only
+            pass
+        finally:
+            b.close()
+            for conn in list(self.conns):
+                if conn.transport is not None:
+                    conn.transport.abort()
+            self.conns.clear()
+            self.loop.run_until_complete(asyncio.sleep(0))
+            self.warming = False
+            self.inflight = 0
+
+    def run(self, chan_fd: int, iid: int) -> None:
+        self.iid = iid
+        loop = self.loop
+        self.channel = Channel(socket.socket(fileno=chan_fd), self.on_message, self.on_lost, loop)
         sys.stdout = _LogWriter(self, "info")  # type: ignore[assignment]
         sys.stderr = _LogWriter(self, "error")  # type: ignore[assignment]
         self.channel.send(["ready", os.getpid()])
@@ -156,6 +189,8 @@ class Isolate:
     async def handle(self, request: Request) -> tuple[Response, bool]:
         """Run the worker's fetch; returns the response and whether to close afterwards."""
         self.inflight += 1
+        if self.warming:
+            return Response("warm"), True
         ctx = ExecutionContext()
         runtime_hooks.current_ctx.set(ctx)
         _subrequests.set([0])

@@ -1,10 +1,16 @@
 """A template: one per script version. It imports the user's module once (the "snapshot")
-and then forks an isolate from that warm state whenever the supervisor asks."""
+and then forks an isolate from that warm state whenever the supervisor asks.
+
+With `prefork` on, the template keeps one spare child forked ahead of time, its event loop
+already built, blocked until it is handed a channel: starting an isolate is then a
+hand-over instead of a fork, and the next spare is forked off the request's path.
+"""
 
 from __future__ import annotations
 
 import gc
 import os
+import select
 import signal
 import socket
 import sys
@@ -14,6 +20,31 @@ from typing import Any
 
 from ..channel import recv_blocking, send_blocking
 from . import sandbox
+
+SPARE_DELAY_S = 0.005  # let a just-activated isolate answer before forking the next spare
+
+
+def _child(spec: dict[str, Any], worker: Any, chan_fd: int | None, iid: int,
+           spare: socket.socket | None) -> None:
+    """Runs in the forked child; never returns."""
+    try:
+        from .runtime import Isolate
+
+        iso = Isolate(spec, worker)
+        iso.prepare()
+        if spare is not None:
+            iso.warm()
+            got = recv_blocking(spare)  # wait until we are needed
+            if got is None:
+                os._exit(0)
+            spare.close()
+            (_, iid), (chan_fd,) = got
+        assert chan_fd is not None
+        iso.run(chan_fd, iid)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc(file=sys.__stderr__)
+    finally:
+        os._exit(0)
 
 
 def run(spec: dict[str, Any], ctrl_fd: int) -> None:
@@ -37,25 +68,40 @@ def run(spec: dict[str, Any], ctrl_fd: int) -> None:
     gc.collect()
     gc.freeze()
     send_blocking(ctrl, ["ready", os.getpid(), import_ms, warnings])
+    prefork = spec.get("prefork", True)
+    spare: socket.socket | None = None
+
+    def fork_spare() -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        if os.fork() == 0:
+            ctrl.close()
+            ours.close()
+            _child(spec, worker, None, 0, theirs)
+        theirs.close()
+        return ours
+
+    if prefork:
+        spare = fork_spare()
     while True:
+        if prefork and spare is None:
+            ready, _, _ = select.select([ctrl], [], [], SPARE_DELAY_S)
+            if not ready:
+                spare = fork_spare()
+                continue
         got = recv_blocking(ctrl)
         if got is None:
-            os._exit(0)
+            os._exit(0)  # the spare sees its socket close and exits too
         msg, fds = got
         if msg[0] != "spawn":
             for fd in fds:
                 os.close(fd)
             continue
         iid = msg[1]
-        pid = os.fork()
-        if pid == 0:
+        if spare is not None:
+            send_blocking(spare, ["go", iid], [fds[0]])
+            spare.close()
+            spare = None
+        elif os.fork() == 0:
             ctrl.close()
-            try:
-                from .runtime import Isolate
-
-                Isolate(spec, worker, fds[0], iid).run()
-            except BaseException:  # noqa: BLE001
-                traceback.print_exc(file=sys.__stderr__)
-            finally:
-                os._exit(0)
+            _child(spec, worker, fds[0], iid, None)
         os.close(fds[0])

@@ -40,6 +40,7 @@ class PopSettings:
     sandbox: bool = True
     colo: str = "LOCAL"
     startup_timeout: float = 60.0
+    prefork: bool = True  # keep one isolate forked ahead per script version
 
 
 class PoP:
@@ -94,6 +95,7 @@ class PoP:
             "default_host": host,
             "self_addrs": [host, f"localhost:{self.port}"],
             "sandbox": self.settings.sandbox,
+            "prefork": self.settings.prefork,
             "colo": self.settings.colo,
             "data_dir": str(self.settings.data_dir),
         }
