@@ -28,7 +28,7 @@ def say(msg: str) -> None:
 
 
 def ensure_env() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before the venv exists
         sys.exit("edgeworks needs Python 3.11 or newer")
     if not (BIN / "python").exists():
         say(f"creating a virtualenv in {VENV} ...")

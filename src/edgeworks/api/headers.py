@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 HeadersInit = "Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None"
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def _check(name: str, value: str) -> tuple[str, str]:
     # Refuse CR/LF/NUL: a header value must never be able to start a new header line.
     name = str(name)
     value = str(value).strip(" \t")
-    if not name or any(c in name for c in " \t\r\n:\0"):
+    if not _TOKEN.fullmatch(name):
         raise TypeError(f"invalid header name: {name!r}")
     if "\r" in value or "\n" in value or "\0" in value:
         raise TypeError(f"invalid header value for {name!r}: contains CR, LF or NUL")
+    if not value.isascii():
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            # A ByteString, as in the Fetch standard: it goes on the wire as latin-1.
+            raise TypeError(
+                f"invalid header value for {name!r}: characters above U+00FF"
+            ) from None
     return name.lower(), value
 
 

@@ -125,7 +125,9 @@ class Response(BodyMixin):
         if not 200 <= status <= 599 and not (status == 101 and (web_socket or webSocket)):
             raise ValueError(f"Response status must be in 200-599, got {status}")
         self.status = status
-        self.status_text = statusText if statusText is not None else status_text
+        self.status_text = _check_status_text(
+            statusText if statusText is not None else status_text
+        )
         self.headers = _headers(headers) if headers is not None else Headers()
         self.url = ""
         self.web_socket = web_socket or webSocket
@@ -193,6 +195,14 @@ class Response(BodyMixin):
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"
+
+
+def _check_status_text(text: str) -> str:
+    # It goes into the status line verbatim: CR/LF there would forge headers.
+    text = str(text)
+    if any(c in text for c in "\r\n\0") or not all(ord(c) <= 0xFF for c in text):
+        raise TypeError(f"invalid status text {text!r}: CR, LF, NUL or characters above U+00FF")
+    return text
 
 
 def _reason(status: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from collections import deque
 from email.utils import formatdate
 from http import HTTPStatus
@@ -64,6 +65,10 @@ class Handback(Exception):  # noqa: N818 - control flow, not an error
 
 class BodyTooLarge(Exception):
     pass
+
+
+class MalformedBody(Exception):
+    """The request body broke the HTTP framing: the connection answers 400, not the worker."""
 
 
 class RequestBody:
@@ -132,7 +137,7 @@ class HttpConnection(asyncio.Protocol):
         "app", "transport", "parser", "url", "headers", "header_size", "host",
         "content_length", "chunked", "expect", "body", "queue", "active", "keep_alive",
         "closing", "in_msg", "msg_chunks", "chunk_fresh", "paused", "write_paused",
-        "drained", "peer", "draining",
+        "drained", "peer", "draining", "rejection",
     )
 
     def __init__(self, app: Isolate) -> None:
@@ -159,6 +164,7 @@ class HttpConnection(asyncio.Protocol):
         self.drained: asyncio.Future[None] | None = None
         self.peer = ""
         self.draining = False
+        self.rejection: bytes | None = None
 
     # --- transport callbacks ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -230,6 +236,13 @@ class HttpConnection(asyncio.Protocol):
         if self.active is None:
             self.transport.write(error_response(status, status, detail))
             self.transport.close()
+            return
+        # Responses in progress go out first; `serve` sends this one after them.
+        self.rejection = error_response(status, status, detail)
+        if self.body is not None and not self.body.done:
+            # The message being read is the broken one: its handler must not wait for
+            # body bytes that will never be parsed.
+            self.body.fail(MalformedBody(detail))
 
     # --- parser callbacks ------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -335,6 +348,10 @@ class HttpConnection(asyncio.Protocol):
     async def serve(self, request: Request, body: RequestBody | None, keep_alive: bool) -> None:
         while True:
             response, close = await self.app.handle(request)
+            if body is not None and isinstance(body.error, MalformedBody):
+                self.app.after_response(response)
+                self.close_with_rejection()
+                return
             if body is not None and not body.done:
                 # The handler did not read the whole body: drop the rest as it arrives.
                 body.discard = True
@@ -342,12 +359,21 @@ class HttpConnection(asyncio.Protocol):
                 self.resume_reading()
             if isinstance(body, RequestBody) and isinstance(body.error, BodyTooLarge):
                 close = True
-            if close or self.closing or self.draining and self.app.shutting_down:
+            if (close or (self.closing and self.rejection is None)
+                    or self.draining and self.app.shutting_down):
                 keep_alive = False
             try:
                 await self.write_response(request.method, response, keep_alive)
             except ConnectionError:
                 keep_alive = False
+            except Exception as e:  # noqa: BLE001 - e.g. a body stream that raised midway
+                # The head may be out already: cut the connection so the client sees an
+                # incomplete response instead of waiting for the rest forever.
+                self.app.log("error", f"{request.method} {request.url}: sending the response "
+                             "failed\n" + "".join(traceback.format_exception(e)).rstrip())
+                self.app.after_response(response)
+                self.abort()
+                return
             self.app.after_response(response)
             if not keep_alive or self.transport is None or self.transport.is_closing():
                 self.closing = True
@@ -359,8 +385,29 @@ class HttpConnection(asyncio.Protocol):
                 break
             request, body, keep_alive = self.queue.popleft()
         self.active = None
+        if self.rejection is not None:
+            self.close_with_rejection()
+            return
         if self.draining and self.idle():
             self.app.release_idle(self)
+
+    def close_with_rejection(self) -> None:
+        """Send the protocol error `reject` deferred while responses were in progress."""
+        self.active = None
+        self.queue.clear()
+        self.closing = True
+        t = self.transport
+        if t is not None and not t.is_closing():
+            if self.rejection is not None:
+                t.write(self.rejection)
+            t.close()
+
+    def abort(self) -> None:
+        self.active = None
+        self.queue.clear()
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
 
     async def write_response(self, method: str, response: Response, keep_alive: bool) -> None:
         t = self.transport
