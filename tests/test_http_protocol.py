@@ -27,6 +27,11 @@ async def gen():
         yield b"part%d;" % i
 
 
+async def broken():
+    yield b"first part;"
+    raise RuntimeError("stream broke midway")
+
+
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         url = urlparse(request.url)
@@ -45,6 +50,15 @@ class Default(WorkerEntrypoint):
             return Response(gen())
         if url.path == "/fixed":
             return Response("the same body for every method")
+        if url.path == "/broken-stream":
+            return Response(broken())
+        if url.path == "/nocontent":
+            return Response(None, 204, headers={"x-path": url.path})
+        if url.path == "/url":
+            return Response(request.url)
+        if url.path == "/read":
+            data = await request.bytes()
+            return Response(f"read {len(data)}")
         return Response(f"path={url.path} method={request.method}",
                         headers={"x-path": url.path})
 '''
@@ -399,3 +413,120 @@ def test_invalid_content_length_is_400(server: DevServer) -> None:
     (resp,) = parse_responses(exchange(server, get("/echo", "Content-Length: abc",
                                                    method="POST")))
     assert resp.status == 400
+
+
+def test_invalid_content_length_on_kept_alive_connection_is_400(server: DevServer) -> None:
+    with connect(server) as sock:
+        sock.sendall(get("/first"))
+        read_until(sock, b"method=GET")
+        sock.sendall(get("/echo", "Content-Length: 12x", method="POST"))
+        (resp,) = parse_responses(read_until_eof(sock))
+    assert resp.status == 400
+
+
+@pytest.mark.parametrize(("second", "status"), [
+    (get("/" + "u" * (17 * 1024)), 414),
+    (get("/", *[f"X-Filler-{i}: {'v' * 1000}" for i in range(140)]), 431),
+    (get("/echo", f"Content-Length: {200 * 1024 * 1024}", method="POST"), 413),
+], ids=["414", "431", "413"])
+def test_limits_on_kept_alive_connection(server: DevServer, second: bytes, status: int) -> None:
+    # After the first request the isolate owns the connection: it enforces the limits.
+    with connect(server) as sock:
+        sock.sendall(get("/first"))
+        (first,) = parse_responses(read_until(sock, b"method=GET"))
+        assert first.status == 200
+        sock.sendall(second)
+        (resp,) = parse_responses(read_until_eof(sock))
+    assert resp.status == status
+    assert resp.header("connection") == "close"
+
+
+def test_content_length_and_chunked_together_is_400(server: DevServer) -> None:
+    # Request smuggling shape: both framings at once must be refused, not guessed at.
+    data = exchange(server, get("/echo", "Content-Length: 3", "Transfer-Encoding: chunked",
+                                method="POST") + b"3\r\nabc\r\n0\r\n\r\n")
+    (resp,) = parse_responses(data)
+    assert resp.status == 400
+
+
+def test_pipelined_valid_requests_then_malformed_get_answers_then_400(server: DevServer) -> None:
+    data = exchange(server, get("/sleep?ms=100") + get("/second") + b"NONSENSE\r\n\r\n")
+    responses = parse_responses(data)
+    assert [r.status for r in responses] == [200, 200, 400]
+    assert [r.body for r in responses[:2]] == [b"path=/sleep method=GET",
+                                               b"path=/second method=GET"]
+    assert responses[0].header("connection") is None
+    assert responses[2].header("connection") == "close"
+
+
+def test_pipelined_request_over_url_limit_gets_414_after_the_first(server: DevServer) -> None:
+    data = exchange(server, get("/ok") + get("/" + "u" * (17 * 1024)))
+    responses = parse_responses(data)
+    assert [r.status for r in responses] == [200, 414]
+    assert responses[0].body == b"path=/ok method=GET"
+
+
+def test_malformed_chunked_body_is_400_not_a_hang(server: DevServer) -> None:
+    # The worker is reading the body when the framing breaks: it must not wait forever.
+    started = time.monotonic()
+    data = exchange(server, get("/read", "Transfer-Encoding: chunked", method="POST")
+                    + b"3\r\nabc\r\nzz-not-hex\r\n")
+    assert time.monotonic() - started < 3
+    (resp,) = parse_responses(data)
+    assert resp.status == 400
+
+
+def test_stream_failing_midway_cuts_the_connection(server: DevServer) -> None:
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request("GET", "/broken-stream")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.headers["transfer-encoding"] == "chunked"
+        with pytest.raises(http.client.IncompleteRead) as info:
+            resp.read()
+        assert info.value.partial == b"first part;"
+    finally:
+        conn.close()
+    assert time.monotonic() - started < 3  # not the client's timeout
+    server.wait_for_log("RuntimeError: stream broke midway")
+    (after,) = parse_responses(exchange(server, get("/after", "Connection: close")))
+    assert after.body == b"path=/after method=GET"
+
+
+def test_unread_request_body_is_discarded_and_connection_stays_in_sync(
+        server: DevServer) -> None:
+    body = b"z" * 30000
+    with connect(server) as sock:
+        sock.sendall(get("/fixed", f"Content-Length: {len(body)}", method="POST") + body
+                     + get("/next", "Connection: close"))
+        responses = parse_responses(read_until_eof(sock))
+    assert [r.body for r in responses] == [b"the same body for every method",
+                                           b"path=/next method=GET"]
+
+
+def test_204_has_no_body_and_keeps_connection_in_sync(server: DevServer) -> None:
+    data = exchange(server, get("/nocontent") + get("/after-204", "Connection: close"))
+    first, second = parse_responses(data)
+    assert first.status == 204
+    assert first.header("content-length") is None
+    assert first.header("transfer-encoding") is None
+    assert first.header("x-path") == "/nocontent"
+    assert second.body == b"path=/after-204 method=GET"
+
+
+def test_request_url_from_host_header_and_absolute_form(server: DevServer) -> None:
+    (resp,) = parse_responses(exchange(
+        server, b"GET /url?x=1 HTTP/1.1\r\nHost: Example.test:8443\r\nConnection: close\r\n\r\n"))
+    assert resp.body == b"http://Example.test:8443/url?x=1"
+    (resp,) = parse_responses(exchange(
+        server, b"GET http://abs.example/url?y=2 HTTP/1.1\r\nHost: other\r\n"
+                b"Connection: close\r\n\r\n"))
+    assert resp.body == b"http://abs.example/url?y=2"
+
+
+def test_responses_carry_a_date_header(server: DevServer) -> None:
+    (resp,) = parse_responses(exchange(server, get("/d", "Connection: close")))
+    date = resp.header("date")
+    assert date is not None and date.endswith(" GMT")

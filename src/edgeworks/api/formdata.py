@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 
 class Blob:
@@ -23,7 +23,9 @@ class Blob:
             else:
                 chunks.append(bytes(p))
         self._data = b"".join(chunks)
-        self.type = type
+        # As in the File API: a type with characters outside U+0020-U+007E is dropped
+        # (it is written into a multipart part header verbatim).
+        self.type = type if all(" " <= c <= "~" for c in type) else ""
 
     @property
     def size(self) -> int:
@@ -50,6 +52,16 @@ class File(Blob):
 
 
 FormValue = str | File
+
+
+def _escape(name: str) -> str:
+    # What the HTML standard (and browsers) do for multipart names and filenames: UTF-8
+    # as is, only the three characters that would break the header line escaped.
+    return name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _unescape(name: str) -> str:
+    return name.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
 
 
 class FormData:
@@ -129,9 +141,9 @@ class FormData:
         boundary = "----edgeworks" + secrets.token_hex(12)
         out: list[bytes] = []
         for name, value in self._items:
-            disp = f'form-data; name="{quote(name, safe=" ")}"'
+            disp = f'form-data; name="{_escape(name)}"'
             if isinstance(value, File):
-                disp += f'; filename="{quote(value.name, safe=" ")}"'
+                disp += f'; filename="{_escape(value.name)}"'
                 head = f"content-disposition: {disp}\r\ncontent-type: {value.type or 'application/octet-stream'}\r\n"
                 data = value._data
             else:
@@ -163,11 +175,12 @@ class FormData:
             name = part.get_param("name", header="content-disposition")
             if name is None:
                 continue
+            name = _unescape(str(name))
             payload = part.get_payload(decode=True) or b""
             filename = part.get_filename()
             if filename is not None:
-                form.append(str(name), File([payload], filename, part.get_content_type()))
+                form.append(name, File([payload], _unescape(filename), part.get_content_type()))
             else:
                 charset = part.get_content_charset() or "utf-8"
-                form.append(str(name), payload.decode(charset, "replace"))
+                form.append(name, payload.decode(charset, "replace"))
         return form

@@ -29,7 +29,8 @@ def load_all(paths: list[Path], env: str | None, overrides: dict[str, str]) -> l
 
 def run_dev(paths: list[Path], env: str | None, ip: str, port: int, persist_to: Path | None,
             overrides: dict[str, str], reload: bool = True, idle_timeout: float = 60.0,
-            sandbox: bool = True) -> int:
+            sandbox: bool = True, test_scheduled: bool = False,
+            manual_clock: float | None = None) -> int:
     setup_logging()
     try:
         configs = load_all(paths, env, overrides)
@@ -37,8 +38,12 @@ def run_dev(paths: list[Path], env: str | None, ip: str, port: int, persist_to: 
         print(f"edgeworks: config error: {e}", file=sys.stderr)
         return 2
     data_dir = (persist_to or configs[0].root / ".edgeworks" / "state").resolve()
+    from ..bindings.cron.clock import ManualClock
+
     settings = PopSettings(ip=ip, port=port, data_dir=data_dir, dev=True,
-                           idle_timeout=idle_timeout, sandbox=sandbox)
+                           idle_timeout=idle_timeout, sandbox=sandbox,
+                           test_scheduled=test_scheduled,
+                           clock=ManualClock(manual_clock) if manual_clock is not None else None)
     import uvloop
 
     try:

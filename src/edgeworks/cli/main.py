@@ -31,9 +31,15 @@ def cli() -> None:
 @click.option("--idle-timeout", default=60.0, show_default=True, type=float,
               help="Seconds an isolate may sit idle before it is evicted.")
 @click.option("--no-sandbox", is_flag=True, help="Run isolates without the sandbox layers.")
+@click.option("--test-scheduled", is_flag=True,
+              help="Also answer GET /__scheduled?cron=... (runs the scheduled handler).")
+@click.option("--manual-clock", type=float, default=None, metavar="EPOCH",
+              help="Start the cron clock at EPOCH seconds and move it only through "
+                   "/cdn-cgi/edgeworks/clock?advance=S (for tests).")
 def dev(configs: tuple[Path, ...], env_name: str | None, ip: str, port: int,
         persist_to: Path | None, vars_: tuple[str, ...], no_reload: bool,
-        idle_timeout: float, no_sandbox: bool) -> None:
+        idle_timeout: float, no_sandbox: bool, test_scheduled: bool,
+        manual_clock: float | None) -> None:
     """Serve workers locally, reloading on change."""
     from .dev import run_dev
 
@@ -44,7 +50,8 @@ def dev(configs: tuple[Path, ...], env_name: str | None, ip: str, port: int,
             raise click.BadParameter(f"expected KEY:VALUE, got {item!r}", param_hint="--var")
         overrides[key] = value
     code = run_dev(list(configs), env_name, ip, port, persist_to, overrides,
-                   reload=not no_reload, idle_timeout=idle_timeout, sandbox=not no_sandbox)
+                   reload=not no_reload, idle_timeout=idle_timeout, sandbox=not no_sandbox,
+                   test_scheduled=test_scheduled, manual_clock=manual_clock)
     sys.exit(code)
 
 
@@ -63,6 +70,16 @@ def init(directory: Path, name: str | None) -> None:
     click.echo(f"  cd {directory}")
     click.echo("  edgeworks dev   # serve it on http://127.0.0.1:8787")
     click.echo("  pytest          # run its tests")
+
+
+from .triggers import triggers  # noqa: E402
+
+cli.add_command(triggers)
+
+
+from .kv import kv  # noqa: E402
+
+cli.add_command(kv)
 
 
 def main() -> None:

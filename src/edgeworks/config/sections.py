@@ -117,7 +117,15 @@ def migrations(src: Source, value: Any, path: KeyPath) -> list[Migration]:
 def triggers(src: Source, value: Any, path: KeyPath) -> Triggers:
     src.check(value, path, dict)
     src.unknown_keys(value, path, ("crons",))
-    return Triggers(crons=src.strings(value.get("crons", []), (*path, "crons")))
+    from ..bindings.cron.expr import CronError, parse_cron
+
+    crons = src.strings(value.get("crons", []), (*path, "crons"))
+    for i, expr in enumerate(crons):
+        try:
+            parse_cron(expr)
+        except CronError as e:  # the expression and the reason, at its line
+            raise src.error((*path, "crons", i), str(e)) from None
+    return Triggers(crons=crons)
 
 
 def limits(src: Source, value: Any, path: KeyPath) -> Limits:

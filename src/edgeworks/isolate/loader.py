@@ -72,6 +72,28 @@ class Worker:
             return any(hasattr(self.entrypoint, n) for n in ("scheduled", "queue"))
         return any(hasattr(self.module, n) for n in ("on_scheduled", "on_queue"))
 
+    def has_scheduled(self) -> bool:
+        if self.entrypoint is not None:
+            return callable(getattr(self.entrypoint, "scheduled", None))
+        return callable(getattr(self.module, "on_scheduled", None))
+
+    async def call_scheduled(self, controller: Any, ctx: ExecutionContext) -> None:
+        """`scheduled(self, controller, env, ctx)` or legacy `on_scheduled(controller, env,
+        ctx)`, given as many of those as it declares (Cloudflare's 08-cron example
+        declares only `controller`)."""
+        if self.entrypoint is not None:
+            method = getattr(self.entrypoint(ctx, self.env), "scheduled", None)
+            if method is None:
+                raise RuntimeError("this worker has no scheduled() handler")
+            result = method(*(controller, self.env, ctx)[: _arity(method)])
+        else:
+            fn = getattr(self.module, "on_scheduled", None)
+            if fn is None:
+                raise RuntimeError("this worker has no on_scheduled() handler")
+            result = fn(*(controller, self.env, ctx)[: _arity(fn)])
+        if inspect.isawaitable(result):
+            await result
+
     async def call_fetch(self, request: Request, ctx: ExecutionContext) -> Any:
         args = (request, self.env, ctx)[: self.fetch_arity]
         if self.entrypoint is not None:

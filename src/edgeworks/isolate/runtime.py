@@ -33,6 +33,24 @@ class LimitError(Exception):
     pass
 
 
+class ScheduledController:
+    """What `scheduled(controller, env, ctx)` receives."""
+
+    __slots__ = ("cron", "scheduledTime", "type")
+
+    def __init__(self, cron: str, scheduled_time: int) -> None:
+        self.cron = cron
+        self.scheduledTime = scheduled_time  # noqa: N815 - Cloudflare's name
+        self.type = "scheduled"
+
+    @property
+    def scheduled_time(self) -> int:
+        return self.scheduledTime
+
+    def noRetry(self) -> None:  # noqa: N802 - Cloudflare's name; crons are not retried here
+        pass
+
+
 class _LogWriter:
     """sys.stdout/sys.stderr of an isolate: lines go to the supervisor's log."""
 
@@ -153,6 +171,8 @@ class Isolate:
             fut = self.fetches.pop(msg[1], None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)
+        elif op == "event":
+            self.loop.create_task(self.run_event(msg[1], msg[2], msg[3]))
         elif op == "drain":
             self.retire(shutdown=msg[1] == "shutdown")
         else:
@@ -210,6 +230,42 @@ class Isolate:
         if ctx._pending:
             self.pending_ctx = ctx
         return response, close
+
+    async def run_event(self, eid: int, kind: str, payload: dict[str, Any]) -> None:
+        """A non-HTTP event (today: `scheduled`). Its waitUntil work is part of the run:
+        the outcome is reported once that finishes, and a failure there fails the run."""
+        self.inflight += 1
+        self.last_active = time.monotonic()
+        ctx = ExecutionContext()
+        runtime_hooks.current_ctx.set(ctx)
+        _subrequests.set([0])
+        cpu0 = time.process_time()
+        error: str | None = None
+        try:
+            if kind != "scheduled":
+                raise RuntimeError(f"unknown event {kind!r}")
+            controller = ScheduledController(payload["cron"], payload["scheduledTime"])
+            await self.worker.call_scheduled(controller, ctx)
+            started = ctx._start_pending()
+            if started:
+                done, pending = await asyncio.wait(started, timeout=BACKGROUND_LIMIT_S)
+                for fut in pending:
+                    fut.cancel()
+                    error = "waitUntil() work ran past the 30 s limit"
+                for fut in done:
+                    if fut.exception() is not None and error is None:
+                        exc = fut.exception()
+                        error = "waitUntil() failed: " + "".join(
+                            traceback.format_exception(exc)).rstrip()
+        except Exception as e:  # noqa: BLE001 - reported as the run's outcome
+            error = "".join(traceback.format_exception(e)).rstrip()
+        finally:
+            self.inflight -= 1
+            self.last_active = time.monotonic()
+        if error:
+            self.log("error", f"{kind} event failed:\n{error}")
+        cpu_ms = (time.process_time() - cpu0) * 1000
+        self.channel.send(["event_done", eid, error is None, error, cpu_ms])
 
     def after_response(self, response: Response) -> None:
         ctx = getattr(self, "pending_ctx", None)

@@ -114,6 +114,15 @@ class IsolateHandle:
         self.dead = False
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.channel = Channel(sock, self._on_message, self._lost)
+        self.events: dict[int, asyncio.Future[list[Any]]] = {}
+
+    async def run_event(self, kind: str, payload: dict[str, Any]) -> list[Any]:
+        """Run a non-HTTP event; returns [ok, error, cpu_ms]."""
+        eid = next(_iids)
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.events[eid] = fut
+        self.send(["event", eid, kind, payload])
+        return await fut
 
     def send(self, msg: list[Any], fds: list[int] | tuple[int, ...] = ()) -> None:
         if self.dead:
@@ -139,6 +148,10 @@ class IsolateHandle:
             self.pop.worker_log(self.script.name, msg[1], msg[2])
         elif op == "back":
             self.pop.front.adopt(fds[0], msg[1])
+        elif op == "event_done":
+            fut = self.events.pop(msg[1], None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg[2:])
         elif op == "ready":
             self.pid = msg[1]
         elif op == "retiring":
@@ -151,6 +164,10 @@ class IsolateHandle:
                 os.close(fd)
 
     def _lost(self) -> None:
+        for fut in self.events.values():
+            if not fut.done():
+                fut.set_result([False, "the isolate exited during the event", None])
+        self.events.clear()
         self.dead = True
         self.retiring = True
         self.script.forget(self)

@@ -17,6 +17,9 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from ..bindings.cron.clock import Clock, ManualClock, SystemClock
+from ..bindings.cron.history import History
+from ..bindings.cron.scheduler import RunOutcome, Scheduler
 from ..config import WorkerConfig
 from ..errorpages import error_response, raw_response
 from .front import Front
@@ -40,6 +43,8 @@ class PopSettings:
     sandbox: bool = True
     colo: str = "LOCAL"
     startup_timeout: float = 60.0
+    clock: Clock | None = None  # the cron scheduler's clock (a ManualClock in tests)
+    test_scheduled: bool = False  # also answer /__scheduled (it shadows a user path)
     prefork: bool = True  # keep one isolate forked ahead per script version
 
 
@@ -61,6 +66,10 @@ class PoP:
         self.port = settings.port
         self.logs: dict[str, list[tuple[str, str]]] = {}
         self.stopped = asyncio.Event()
+        self.clock: Clock = settings.clock or SystemClock()
+        self.scheduler: Scheduler | None = None
+        self.history: History | None = None
+        self._cron_task: asyncio.Task[None] | None = None
 
     # --- routing ---------------------------------------------------------------------------
     def _routes(self) -> list[tuple[str, str]]:
@@ -129,7 +138,19 @@ class PoP:
             await self.close_processes()
             sock.close()
             raise StartupError(f"worker {', '.join(failed)} failed to start:\n{e}") from None
+        self.history = History(self.settings.data_dir / "cron" / "history.sqlite")
+        self.scheduler = Scheduler(self.clock, self._fire, self.history)
+        for name in self.order:
+            self.scheduler.set_worker(name, self.configs[name].triggers.crons)
+        self._cron_task = asyncio.get_running_loop().create_task(self.scheduler.run())
+        await asyncio.sleep(0)  # the scheduler plans from this instant, before any request
         self.front.listen(sock)
+
+    async def _fire(self, name: str, cron: str, scheduled_ms: int) -> RunOutcome:
+        ok, error, cpu_ms = await self.run_scheduled(name, cron, scheduled_ms)
+        log.info("%s: cron %r (scheduled %d) %s", name, cron, scheduled_ms,
+                 "ok" if ok else "failed")
+        return RunOutcome(ok, error, cpu_ms)
 
     @property
     def url(self) -> str:
@@ -147,6 +168,8 @@ class PoP:
             template.close()
             log.error("%s: reload failed, still serving version %d:\n%s", name, script.version, e)
             return False
+        if self.scheduler is not None:
+            self.scheduler.set_worker(name, config.triggers.crons)
         old_template, old = script.template, list(script.all)
         script.template, script.version, script.config = template, version, config
         script.isolate = None
@@ -160,6 +183,9 @@ class PoP:
     async def shutdown(self) -> None:
         """Stop accepting; let in-flight requests and waitUntil work finish; stop."""
         self.front.stop_listening()
+        if self._cron_task is not None:
+            self._cron_task.cancel()
+            await asyncio.gather(self._cron_task, return_exceptions=True)
         isolates = [i for s in self.scripts.values() for i in s.all if not i.dead]
         for iso in isolates:
             iso.drain(shutdown=True)
@@ -188,6 +214,10 @@ class PoP:
         name = self.router.match(host.decode("latin-1").split(":", 1)[0].lower(),
                                  path.decode("latin-1"))
         script = self.scripts.get(name) if name else None
+        if script is not None and (path == b"/cdn-cgi/handler/scheduled" or (
+                path == b"/__scheduled" and self.settings.test_scheduled)):
+            asyncio.get_running_loop().create_task(self._manual_scheduled(sock, script, url))
+            return
         if script is None or script.template is None:
             self.front.reply(sock, error_response(404, 404, "no worker is routed for this URL"))
             return
@@ -197,6 +227,34 @@ class PoP:
                 return
         self.front.reply(socket.socket(fileno=fd),
                          error_response(1042, 503, "the worker's isolate could not be started"))
+
+    async def run_scheduled(self, name: str, cron: str, scheduled_ms: int) -> list[Any]:
+        """Deliver a `scheduled` event to the script; returns [ok, error, cpu_ms]."""
+        script = self.scripts[name]
+        for _attempt in range(3):
+            iso = script.pick()
+            if iso.channel.poll():
+                return await iso.run_event("scheduled", {"cron": cron,
+                                                         "scheduledTime": scheduled_ms})
+        return [False, "the worker's isolate could not be started", None]
+
+    async def _manual_scheduled(self, sock: socket.socket, script: Script, url: bytes) -> None:
+        # wrangler's test endpoint: run the scheduled handler now, answer "ok".
+        query = parse_qs(url.partition(b"?")[2].decode())
+        cron = query.get("cron", [""])[0]
+        try:
+            when = int(query.get("time", [str(int(self.clock.now() * 1000))])[0])
+        except ValueError:
+            self.front.reply(sock, raw_response(400, b"time must be milliseconds since epoch",
+                                                "text/plain"))
+            return
+        assert self.scheduler is not None
+        run = await self.scheduler.trigger(script.name, cron, when)
+        if run.outcome == "ok":
+            self.front.reply(sock, raw_response(200, b"ok", "text/plain"))
+        else:
+            self.front.reply(sock, raw_response(500, (run.error or "failed").encode(),
+                                                "text/plain"))
 
     def worker_log(self, name: str, level: str, text: str) -> None:
         ring = self.logs.setdefault(name, [])
@@ -233,6 +291,15 @@ class PoP:
                         iso.drain(shutdown=False)
                         n += 1
             body = {"evicted": n}
+        elif op == "clock" and isinstance(self.clock, ManualClock):
+            if "set" in query:
+                self.clock.set(float(query["set"][0]))
+            if "advance" in query:
+                self.clock.advance(float(query["advance"][0]))
+            body = {"now": self.clock.now()}
+        elif op == "crons" and self.history is not None:
+            worker = query.get("script", [None])[0]
+            body = [r.to_dict() for r in self.history.last(worker, 100)]
         else:
             self.front.reply(sock, error_response(404, 404, f"unknown control endpoint {op!r}"))
             return
