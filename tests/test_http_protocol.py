@@ -235,13 +235,25 @@ def test_http_1_0_request_gets_response_and_close(server: DevServer) -> None:
     assert resp.body == b"path=/old method=GET"
 
 
-def test_http_1_0_keep_alive_is_not_assumed(server: DevServer) -> None:
-    # The server closes after the response, so a second request on it gets nothing.
+def test_http_1_0_keep_alive_is_acknowledged(server: DevServer) -> None:
+    # An HTTP/1.0 client only reuses the connection if the response says keep-alive;
+    # without it, it waits for a close that never comes.
     with connect(server) as sock:
-        sock.sendall(b"GET /one HTTP/1.0\r\nHost: proto.test\r\n\r\n")
-        data = read_until_eof(sock)
-    (resp,) = parse_responses(data)
-    assert resp.body == b"path=/one method=GET"
+        sock.sendall(b"GET /one HTTP/1.0\r\nHost: proto.test\r\nConnection: keep-alive\r\n\r\n")
+        (first,) = parse_responses(read_until(sock, b"method=GET"))
+        assert first.body == b"path=/one method=GET"
+        assert first.header("connection") == "keep-alive"
+        sock.sendall(b"GET /two HTTP/1.0\r\nHost: proto.test\r\n\r\n")
+        (second,) = parse_responses(read_until_eof(sock))
+    assert second.body == b"path=/two method=GET"
+    assert second.header("connection") == "close"
+
+
+def test_http_1_1_responses_do_not_announce_keep_alive(server: DevServer) -> None:
+    data = exchange(server, get("/a") + get("/b", "Connection: close"))
+    first, second = parse_responses(data)
+    assert first.header("connection") is None  # persistent by default in HTTP/1.1
+    assert second.header("connection") == "close"
 
 
 # --- message framing ---------------------------------------------------------------------

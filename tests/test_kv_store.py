@@ -77,9 +77,16 @@ def test_namespaces_create_list_delete(store: SqliteKVStore, tmp_path: Path) -> 
     assert [n["id"] for n in store.list_namespaces()] == [NS]
     with pytest.raises(KVError, match="404 namespace not found"):
         store.delete_namespace(first)
-    for bad in ("../x", "a/b", "", "namespaces"):
+    for bad in ("", "namespaces", "x" * 1025):
         with pytest.raises(KVError, match="invalid namespace id"):
             store.get(bad, "k")
+    # Ids from configs may hold any characters (Cloudflare's own example uses
+    # "<YOUR_KV_NAMESPACE_ID>"); they are stored under a hashed file name, never a path.
+    for odd in ("<YOUR_KV_NAMESPACE_ID>", "../x", "a/b"):
+        store.put(odd, "k", odd.encode())
+        assert store.get(odd, "k").value == odd.encode()
+    assert sorted(p.name for p in (tmp_path / "kv").glob("*.sqlite*") if "/" in p.name) == []
+    assert not (tmp_path / "x.sqlite").exists()
 
 
 def test_metadata(store: SqliteKVStore) -> None:
@@ -247,6 +254,33 @@ def test_readonly_view_sees_other_processes_writes(tmp_path: Path) -> None:
     assert reader.get(NS, "fresh") == KVEntry(b"new")
     assert reader.get(NS, "a") is None
     writer.close()
+    reader.close()
+
+
+def _use_after_fork(store: SqliteKVStore, reader: SqliteKVStore) -> None:
+    assert reader.get(NS, "before") == KVEntry(b"1")
+    store.put(NS, "child", b"2")
+    assert reader.get(NS, "child") == KVEntry(b"2")
+    # The parent's connections were set aside, not used or closed, in the child.
+    assert store._files._inherited and reader._files._inherited
+
+
+def test_a_forked_child_opens_its_own_connections(tmp_path: Path) -> None:
+    # Isolates are forked from templates that may already hold a store.
+    store = SqliteKVStore(tmp_path)
+    reader = SqliteKVStore(tmp_path, readonly=True)
+    store.put(NS, "before", b"1")
+    assert reader.get(NS, "before") is not None
+    child = multiprocessing.get_context("fork").Process(
+        target=_use_after_fork, args=(store, reader)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert reader.get(NS, "child") == KVEntry(b"2")
+    store.put(NS, "parent", b"3")
+    assert [k["name"] for k in reader.list(NS)["keys"]] == ["before", "child", "parent"]
+    store.close()
     reader.close()
 
 

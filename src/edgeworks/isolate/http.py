@@ -137,11 +137,12 @@ class HttpConnection(asyncio.Protocol):
         "app", "transport", "parser", "url", "headers", "header_size", "host",
         "content_length", "chunked", "expect", "body", "queue", "active", "keep_alive",
         "closing", "in_msg", "msg_chunks", "chunk_fresh", "paused", "write_paused",
-        "drained", "peer", "draining", "rejection",
+        "drained", "peer", "draining", "initial", "rejection",
     )
 
-    def __init__(self, app: Isolate) -> None:
+    def __init__(self, app: Isolate, initial: bytes = b"") -> None:
         self.app = app
+        self.initial = initial  # bytes the supervisor read before handing the socket over
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
@@ -152,7 +153,7 @@ class HttpConnection(asyncio.Protocol):
         self.chunked = False
         self.expect = False
         self.body: RequestBody | None = None
-        self.queue: deque[tuple[Request, RequestBody | None, bool]] = deque()
+        self.queue: deque[tuple[Request, RequestBody | None, bool, bool]] = deque()
         self.active: asyncio.Task[None] | None = None
         self.keep_alive = True
         self.closing = False
@@ -170,6 +171,11 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.app.conns.add(self)
+        # Feed what was read before the hand-over now, before the transport delivers
+        # anything newer from the socket.
+        if self.initial:
+            data, self.initial = self.initial, b""
+            self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.app.conns.discard(self)
@@ -307,10 +313,11 @@ class HttpConnection(asyncio.Protocol):
         method = self.parser.get_method().decode()
         request = Request._from_wire(method, full, self.headers, stream, app.cf)
         keep_alive = self.parser.should_keep_alive()
+        http10 = self.parser.get_http_version() == "1.0"
         if self.active is None:
-            self.active = app.loop.create_task(self.serve(request, body, keep_alive))
+            self.active = app.loop.create_task(self.serve(request, body, keep_alive, http10))
         else:
-            self.queue.append((request, body, keep_alive))
+            self.queue.append((request, body, keep_alive, http10))
 
     def on_body(self, data: bytes) -> None:
         if self.body is not None:
@@ -345,7 +352,8 @@ class HttpConnection(asyncio.Protocol):
         t.abort()
 
     # --- serving ---------------------------------------------------------------------
-    async def serve(self, request: Request, body: RequestBody | None, keep_alive: bool) -> None:
+    async def serve(self, request: Request, body: RequestBody | None, keep_alive: bool,
+                    http10: bool = False) -> None:
         while True:
             response, close = await self.app.handle(request)
             if body is not None and isinstance(body.error, MalformedBody):
@@ -363,7 +371,7 @@ class HttpConnection(asyncio.Protocol):
                     or self.draining and self.app.shutting_down):
                 keep_alive = False
             try:
-                await self.write_response(request.method, response, keep_alive)
+                await self.write_response(request.method, response, keep_alive, http10)
             except ConnectionError:
                 keep_alive = False
             except Exception as e:  # noqa: BLE001 - e.g. a body stream that raised midway
@@ -383,7 +391,7 @@ class HttpConnection(asyncio.Protocol):
                 return
             if not self.queue:
                 break
-            request, body, keep_alive = self.queue.popleft()
+            request, body, keep_alive, http10 = self.queue.popleft()
         self.active = None
         if self.rejection is not None:
             self.close_with_rejection()
@@ -409,7 +417,8 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def write_response(self, method: str, response: Response, keep_alive: bool) -> None:
+    async def write_response(self, method: str, response: Response, keep_alive: bool,
+                             http10: bool = False) -> None:
         t = self.transport
         if t is None:
             return
@@ -428,6 +437,9 @@ class HttpConnection(asyncio.Protocol):
         head.append(_Date.header())
         if not keep_alive:
             head.append(b"connection: close\r\n")
+        elif http10:
+            # An HTTP/1.0 client assumes close unless told otherwise (RFC 9112 9.3).
+            head.append(b"connection: keep-alive\r\n")
         no_body = method == "HEAD" or status in NULL_BODY_STATUS
         if body is None or isinstance(body, bytes):
             if status not in NULL_BODY_STATUS and not (status < 200):

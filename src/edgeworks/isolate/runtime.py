@@ -191,11 +191,7 @@ class Isolate:
         self.loop.create_task(self._accept(sock, data))
 
     async def _accept(self, sock: socket.socket, data: bytes) -> None:
-        transport, proto = await self.loop.connect_accepted_socket(
-            lambda: HttpConnection(self), sock
-        )
-        if data:
-            proto.data_received(data)
+        await self.loop.connect_accepted_socket(lambda: HttpConnection(self, data), sock)
 
     def hand_back(self, fd: int, data: bytes) -> None:
         self.channel.send(["back", data], [os.dup(fd)])

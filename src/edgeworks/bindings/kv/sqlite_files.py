@@ -7,8 +7,10 @@ was deleted or replaced by another process, and dropped (never reused) after for
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -22,6 +24,9 @@ BUSY_TIMEOUT = 5.0  # seconds SQLite itself waits for a lock
 RETRY_FOR = 60.0  # seconds we keep retrying lock errors SQLite does not wait out itself
 
 Identity = tuple[int, int]
+
+
+_SAFE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class SqliteFiles:
@@ -49,6 +54,10 @@ class SqliteFiles:
         self._inherited: list[sqlite3.Connection] = []
 
     def path(self, name: str) -> Path:
+        # Namespace ids come from users' configs ("<YOUR_KV_NAMESPACE_ID>" in Cloudflare's
+        # own example): anything not filename-safe is stored under a hash of itself.
+        if not _SAFE.fullmatch(name):
+            name = "h-" + hashlib.sha256(name.encode()).hexdigest()[:40]
         return self.directory / f"{name}.sqlite"
 
     def read(self, name: str, query: Callable[[sqlite3.Connection], T], missing: T) -> T:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import sqlite3
 import time
 import uuid
@@ -35,7 +34,6 @@ from .store import KVEntry, KVWrite
 
 REGISTRY = "namespaces"
 # Ids become file names: keep them to characters that can't escape the directory.
-_NAMESPACE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _KV_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS kv ("
     "key BLOB PRIMARY KEY, value BLOB NOT NULL, metadata TEXT, expiration INTEGER)",
@@ -258,11 +256,11 @@ class SqliteKVStore:
         """Delete expired rows in every namespace; returns how many went."""
         self._writable()
         removed = 0
-        for path in sorted(self.dir.glob("*.sqlite")):
-            if path.stem == REGISTRY or not _NAMESPACE_ID.fullmatch(path.stem):
+        for ns in self.list_namespaces():
+            if not self._files.path(ns["id"]).exists():
                 continue
             removed += self._files.transaction(
-                path.stem,
+                ns["id"],
                 lambda c: (
                     c.execute(
                         "DELETE FROM kv WHERE expiration IS NOT NULL AND expiration <= ?",
@@ -306,11 +304,11 @@ class SqliteKVStore:
 def check_namespace_id(namespace_id: str) -> None:
     if (
         not isinstance(namespace_id, str)
-        or not _NAMESPACE_ID.fullmatch(namespace_id)
+        or not 0 < len(namespace_id) <= 1024
         or namespace_id == REGISTRY
     ):
         raise KVError(
-            "namespace", 400, f"invalid namespace id {namespace_id!r}: use 1-128 of A-Z a-z 0-9 _ -"
+            "namespace", 400, f"invalid namespace id {namespace_id!r}: use 1-1024 characters"
         )
 
 
