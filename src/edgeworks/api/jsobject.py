@@ -21,6 +21,8 @@ class JsObject:
         try:
             return self._d[name]
         except KeyError:
+            if name.startswith("__"):
+                raise AttributeError(name) from None  # protocols (iteration, copy) probe these
             return None  # JS reads of a missing property give undefined
 
     def __getitem__(self, name: str) -> Any:

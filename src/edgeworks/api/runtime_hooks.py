@@ -6,6 +6,7 @@ the isolate installs its implementations here when it starts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -20,3 +21,10 @@ outbound_fetch: Callable[[Request], Awaitable[Response]] | None = None
 current_env: Any = None
 # The execution context of the event being handled (for top-level `wait_until`).
 current_ctx: ContextVar[ExecutionContext | None] = ContextVar("edgeworks_ctx", default=None)
+
+# The PoP's clock (real time, or a test's manual clock shared through memory).
+now: Callable[[], float] = time.time
+# A request to the supervisor over the capability channel: (service, message) -> reply.
+channel_call: Callable[[str, list[Any]], Awaitable[Any]] | None = None
+# KV operations used / allowed in the current invocation.
+kv_ops: ContextVar[list[int]] = ContextVar("edgeworks_kv_ops")

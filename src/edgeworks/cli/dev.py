@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import ConfigError, WorkerConfig, load_config
@@ -30,7 +31,7 @@ def load_all(paths: list[Path], env: str | None, overrides: dict[str, str]) -> l
 def run_dev(paths: list[Path], env: str | None, ip: str, port: int, persist_to: Path | None,
             overrides: dict[str, str], reload: bool = True, idle_timeout: float = 60.0,
             sandbox: bool = True, test_scheduled: bool = False,
-            manual_clock: float | None = None) -> int:
+            manual_clock: float | None = None, pops: int = 1) -> int:
     setup_logging()
     try:
         configs = load_all(paths, env, overrides)
@@ -47,41 +48,55 @@ def run_dev(paths: list[Path], env: str | None, ip: str, port: int, persist_to: 
     import uvloop
 
     try:
-        return uvloop.run(_serve(settings, configs, paths, env, overrides, reload))
+        return uvloop.run(_serve(settings, configs, paths, env, overrides, reload, pops))
     except KeyboardInterrupt:
         return 0
 
 
 async def _serve(settings: PopSettings, configs: list[WorkerConfig], paths: list[Path],
-                 env: str | None, overrides: dict[str, str], reload: bool) -> int:
-    pop = PoP(settings, configs)
-    try:
-        await pop.start()
-    except StartupError as e:
-        print(f"edgeworks: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"edgeworks: cannot listen on {settings.ip}:{settings.port}: {e.strerror}",
-              file=sys.stderr)
-        await pop.close_processes()
-        return 1
+                 env: str | None, overrides: dict[str, str], reload: bool,
+                 pops: int = 1) -> int:
+    # Several PoPs share one data directory (the central store) but each has its own
+    # isolates and so its own KV edge cache; crons fire on the first PoP only (once per
+    # cluster, as on Cloudflare).
+    started: list[PoP] = []
+    for i in range(pops):
+        each = replace(settings, port=settings.port + i if settings.port else 0,
+                       colo=f"DEV{i + 1}" if pops > 1 else settings.colo, crons=i == 0)
+        pop = PoP(each, configs)
+        try:
+            await pop.start()
+        except StartupError as e:
+            print(f"edgeworks: {e}", file=sys.stderr)
+            for p in started:
+                await p.shutdown()
+            return 1
+        except OSError as e:
+            print(f"edgeworks: cannot listen on {each.ip}:{each.port}: {e.strerror}",
+                  file=sys.stderr)
+            await pop.close_processes()
+            for p in started:
+                await p.shutdown()
+            return 1
+        started.append(pop)
     workers = ", ".join(f"{c.name} ({c.main.relative_to(c.root)})" for c in configs)
-    print(f"edgeworks dev: ready on {pop.url} — workers: {workers}; data: {settings.data_dir}",
+    urls = ", ".join(p.url for p in started)
+    print(f"edgeworks dev: ready on {urls} — workers: {workers}; data: {settings.data_dir}",
           file=sys.stderr, flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watcher = loop.create_task(_watch(pop, configs, env, overrides)) if reload else None
+    watcher = loop.create_task(_watch(started, configs, env, overrides)) if reload else None
     await stop.wait()
     log.info("edgeworks dev: shutting down (finishing in-flight requests)")
     if watcher is not None:
         watcher.cancel()
-    await pop.shutdown()
+    await asyncio.gather(*(p.shutdown() for p in started))
     return 0
 
 
-async def _watch(pop: PoP, configs: list[WorkerConfig], env: str | None,
+async def _watch(pops: list[PoP], configs: list[WorkerConfig], env: str | None,
                  overrides: dict[str, str]) -> None:
     """Reload a script when its config, .dev.vars or any .py under its root changes."""
     from watchfiles import awatch
@@ -106,7 +121,8 @@ async def _watch(pop: PoP, configs: list[WorkerConfig], env: str | None,
             except ConfigError as e:
                 log.error("%s: config error, still serving the previous version: %s", name, e)
                 continue
-            await pop.reload(name, config)
+            for pop in pops:
+                await pop.reload(name, config)
 
 
 def _under(path: Path, root: Path) -> bool:

@@ -36,10 +36,13 @@ def cli() -> None:
 @click.option("--manual-clock", type=float, default=None, metavar="EPOCH",
               help="Start the cron clock at EPOCH seconds and move it only through "
                    "/cdn-cgi/edgeworks/clock?advance=S (for tests).")
+@click.option("--pops", default=1, show_default=True, type=click.IntRange(1, 16),
+              help="Run N PoPs on consecutive ports over one store, each with its own "
+                   "KV edge cache (to see eventual consistency locally).")
 def dev(configs: tuple[Path, ...], env_name: str | None, ip: str, port: int,
         persist_to: Path | None, vars_: tuple[str, ...], no_reload: bool,
         idle_timeout: float, no_sandbox: bool, test_scheduled: bool,
-        manual_clock: float | None) -> None:
+        manual_clock: float | None, pops: int) -> None:
     """Serve workers locally, reloading on change."""
     from .dev import run_dev
 
@@ -51,7 +54,7 @@ def dev(configs: tuple[Path, ...], env_name: str | None, ip: str, port: int,
         overrides[key] = value
     code = run_dev(list(configs), env_name, ip, port, persist_to, overrides,
                    reload=not no_reload, idle_timeout=idle_timeout, sandbox=not no_sandbox,
-                   test_scheduled=test_scheduled, manual_clock=manual_clock)
+                   test_scheduled=test_scheduled, manual_clock=manual_clock, pops=pops)
     sys.exit(code)
 
 

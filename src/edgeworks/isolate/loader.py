@@ -40,6 +40,7 @@ class Worker:
     def __init__(self, module: Any, env: Env) -> None:
         self.module = module
         self.env = env
+        self.kv_bindings: list[Any] = []
         default = getattr(module, "Default", None)
         if not (inspect.isclass(default) and issubclass(default, WorkerEntrypoint)):
             default = None
@@ -118,7 +119,13 @@ def load_worker(spec: dict[str, Any]) -> Worker:
     for p in reversed(paths):
         if p not in sys.path:
             sys.path.insert(0, p)
-    env = Env({**spec.get("vars", {}), **spec.get("secrets", {})})
+    from ..bindings.kv.api import KVNamespace
+    from ..timeshare import clock_for
+
+    runtime_hooks.now = clock_for(spec.get("time_fd"))
+    kv = [KVNamespace(b, ns, spec["data_dir"]) for b, ns in spec.get("kv", [])]
+    env = Env({**spec.get("vars", {}), **spec.get("secrets", {}),
+               **{k.binding: k for k in kv}})
     runtime_hooks.current_env = env
     name = Path(spec["main"]).stem
     try:
@@ -127,4 +134,6 @@ def load_worker(spec: dict[str, Any]) -> Worker:
         raise
     except Exception as e:  # noqa: BLE001 - reported to the supervisor with the traceback
         raise WorkerLoadError(f"importing {spec['main']} raised {type(e).__name__}: {e}") from e
-    return Worker(module, env)
+    worker = Worker(module, env)
+    worker.kv_bindings = kv
+    return worker

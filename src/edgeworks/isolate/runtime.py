@@ -27,6 +27,7 @@ from .http import HttpConnection
 from .loader import Worker
 
 BACKGROUND_LIMIT_S = 30.0
+KV_OPS_LIMIT = 1000  # KV operations per invocation, as on Cloudflare
 
 
 class LimitError(Exception):
@@ -117,6 +118,15 @@ class Isolate:
         asyncio.set_event_loop(loop)
         self.done = loop.create_future()
         runtime_hooks.outbound_fetch = self.outbound_fetch
+        runtime_hooks.channel_call = self.call
+
+    async def call(self, service: str, msg: list[Any]) -> Any:
+        """A request to one of the supervisor's binding services; returns its reply."""
+        rid = next(self.fetch_ids)
+        fut = self.loop.create_future()
+        self.fetches[rid] = fut
+        self.channel.send(["call", rid, service, msg])
+        return await fut
 
     def warm(self) -> None:
         """Serve one request to ourselves over a socket pair, with a built-in handler (no
@@ -167,10 +177,14 @@ class Isolate:
         op = msg[0]
         if op == "conn":
             self.accept(fds[0], msg[1])
-        elif op in ("fres", "fchunk", "ferr"):
+        elif op in ("fres", "fchunk", "ferr", "reply"):
             fut = self.fetches.pop(msg[1], None)
             if fut is not None and not fut.done():
-                fut.set_result(msg)
+                fut.set_result(msg[2] if op == "reply" else msg)
+        elif op == "kvinv":
+            for binding in self.worker.kv_bindings:
+                if binding.namespace_id == msg[1]:
+                    binding.invalidate(msg[2])
         elif op == "event":
             self.loop.create_task(self.run_event(msg[1], msg[2], msg[3]))
         elif op == "drain":
@@ -210,6 +224,7 @@ class Isolate:
         ctx = ExecutionContext()
         runtime_hooks.current_ctx.set(ctx)
         _subrequests.set([0])
+        runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
         close = False
         try:
             response = await self.worker.call_fetch(request, ctx)
@@ -235,6 +250,7 @@ class Isolate:
         ctx = ExecutionContext()
         runtime_hooks.current_ctx.set(ctx)
         _subrequests.set([0])
+        runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
         cpu0 = time.process_time()
         error: str | None = None
         try:

@@ -32,11 +32,11 @@ class Zygote:
         self.proc: asyncio.subprocess.Process | None = None
         self.channel: Channel | None = None
 
-    async def start(self) -> None:
+    async def start(self, extra_fds: tuple[int, ...] = ()) -> None:
         ours, theirs = socketpair()
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edgeworks.isolate.zygote", str(theirs.fileno()),
-            pass_fds=(theirs.fileno(),),
+            pass_fds=(theirs.fileno(), *extra_fds),
         )
         theirs.close()
         self.channel = Channel(ours, lambda m, f: None, self._lost)
@@ -148,6 +148,8 @@ class IsolateHandle:
             self.pop.worker_log(self.script.name, msg[1], msg[2])
         elif op == "back":
             self.pop.front.adopt(fds[0], msg[1])
+        elif op == "call":
+            self.pop.service_call(self, msg[1], msg[2], msg[3])
         elif op == "event_done":
             fut = self.events.pop(msg[1], None)
             if fut is not None and not fut.done():

@@ -20,8 +20,10 @@ import msgspec
 from ..bindings.cron.clock import Clock, ManualClock, SystemClock
 from ..bindings.cron.history import History
 from ..bindings.cron.scheduler import RunOutcome, Scheduler
+from ..bindings.kv.service import KVService
 from ..config import WorkerConfig
 from ..errorpages import error_response, raw_response
+from ..timeshare import SharedTime
 from .front import Front
 from .outbound import Outbound
 from .pool import IsolateHandle, Script, StartupError, Template, Zygote
@@ -45,6 +47,7 @@ class PopSettings:
     startup_timeout: float = 60.0
     clock: Clock | None = None  # the cron scheduler's clock (a ManualClock in tests)
     test_scheduled: bool = False  # also answer /__scheduled (it shadows a user path)
+    crons: bool = True  # run the cron scheduler here (one PoP of a cluster does)
     prefork: bool = True  # keep one isolate forked ahead per script version
 
 
@@ -67,6 +70,12 @@ class PoP:
         self.logs: dict[str, list[tuple[str, str]]] = {}
         self.stopped = asyncio.Event()
         self.clock: Clock = settings.clock or SystemClock()
+        # A manual clock is mirrored into shared memory, so isolates see the same time.
+        self.shared_time: SharedTime | None = None
+        if isinstance(self.clock, ManualClock):
+            self.shared_time = SharedTime(start=self.clock.now())
+            self.clock.listeners.append(self.shared_time.set)
+        self.kv: KVService | None = None
         self.scheduler: Scheduler | None = None
         self.history: History | None = None
         self._cron_task: asyncio.Task[None] | None = None
@@ -107,6 +116,8 @@ class PoP:
             "prefork": self.settings.prefork,
             "colo": self.settings.colo,
             "data_dir": str(self.settings.data_dir),
+            "kv": [[k.binding, k.id] for k in config.kv_namespaces],
+            "time_fd": self.shared_time.fd if self.shared_time else None,
         }
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -116,7 +127,11 @@ class PoP:
             sock = socket.create_server((self.settings.ip, self.settings.port), backlog=4096)
         self.port = sock.getsockname()[1]
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await self.zygote.start()
+        self.kv = KVService(self.settings.data_dir, self.clock.now)
+        for config in self.configs.values():
+            self.kv.bind(config.name, [(k.binding, k.id) for k in config.kv_namespaces])
+        self.kv.start()
+        await self.zygote.start((self.shared_time.fd,) if self.shared_time else ())
         self.front = Front(self)
         for name in self.order:
             script = self.scripts[name] = Script(self, name)
@@ -142,7 +157,8 @@ class PoP:
         self.scheduler = Scheduler(self.clock, self._fire, self.history)
         for name in self.order:
             self.scheduler.set_worker(name, self.configs[name].triggers.crons)
-        self._cron_task = asyncio.get_running_loop().create_task(self.scheduler.run())
+        if self.settings.crons:
+            self._cron_task = asyncio.get_running_loop().create_task(self.scheduler.run())
         await asyncio.sleep(0)  # the scheduler plans from this instant, before any request
         self.front.listen(sock)
 
@@ -161,6 +177,8 @@ class PoP:
         script = self.scripts[name]
         version = script.version + 1
         self.configs[name] = config
+        if self.kv is not None:
+            self.kv.bind(name, [(k.binding, k.id) for k in config.kv_namespaces])
         template = Template(self, script, self.spec(config, version))
         try:
             await asyncio.wait_for(template.ready, self.settings.startup_timeout)
@@ -195,6 +213,8 @@ class PoP:
             iso.kill()
         await self.close_processes()
         await self.outbound.close()
+        if self.kv is not None:
+            self.kv.close()
         self.stopped.set()
 
     async def close_processes(self) -> None:
@@ -255,6 +275,29 @@ class PoP:
         else:
             self.front.reply(sock, raw_response(500, (run.error or "failed").encode(),
                                                 "text/plain"))
+
+    # --- binding services (calls from isolates) ------------------------------------------
+    def service_call(self, iso: IsolateHandle, rid: int, service: str, msg: list[Any]) -> None:
+        asyncio.get_running_loop().create_task(self._service_call(iso, rid, service, msg))
+
+    async def _service_call(self, iso: IsolateHandle, rid: int, service: str,
+                            msg: list[Any]) -> None:
+        config = iso.script.config
+        if service == "kv" and self.kv is not None:
+            bound = {k.id for k in config.kv_namespaces}
+            reply = await self.kv.handle(bound, msg, lambda ns, key: self._kv_invalidate(
+                iso, ns, key))
+        else:
+            reply = [400, f"unknown service {service!r}"]
+        iso.send(["reply", rid, reply])
+
+    def _kv_invalidate(self, writer: IsolateHandle, ns: str, key: str) -> None:
+        for script in self.scripts.values():
+            if not any(k.id == ns for k in script.config.kv_namespaces):
+                continue
+            for iso in script.all:
+                if iso is not writer and not iso.dead:
+                    iso.send(["kvinv", ns, key])
 
     def worker_log(self, name: str, level: str, text: str) -> None:
         ring = self.logs.setdefault(name, [])
@@ -319,3 +362,4 @@ def _iso_info(iso: IsolateHandle) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - it may have just exited
             pass
     return info
+

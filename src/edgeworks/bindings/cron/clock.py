@@ -12,6 +12,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
@@ -73,6 +74,8 @@ class ManualClock:
         # (wake time, tie-breaker, future): a min-heap on the wake time.
         self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        # Called with the new time on every change (the PoP mirrors it to its isolates).
+        self.listeners: list[Callable[[float], None]] = []
 
     def now(self) -> float:
         return self._now
@@ -80,6 +83,8 @@ class ManualClock:
     def set(self, t: float) -> None:
         """Move the clock to ``t`` (backwards too) and wake sleepers now due."""
         self._now = float(t)
+        for listener in self.listeners:
+            listener(self._now)
         self._wake()
 
     def advance(self, seconds: float) -> None:
