@@ -1,7 +1,6 @@
-"""A worker that exposes every KV call over HTTP, for the KV tests (and the KV bench)."""
+"""A worker that exposes every KV call over HTTP, for the KV tests."""
 
 import base64
-import time
 
 from workers import Response, WorkerEntrypoint
 
@@ -53,24 +52,4 @@ class Default(WorkerEntrypoint):
                 except Exception as e:
                     results.append({"error": f"{type(e).__name__}: {e}"})
             return Response.json(results)
-        if path == "bench-get":
-            n = int(request.url.split("n=")[1]) if "n=" in request.url else 990
-            await kv.put("hot", "value")
-            await kv.get("hot")
-            times = []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                await kv.get("hot")
-                times.append(time.perf_counter() - t0)
-            times.sort()
-            return Response.json({"n": n, "p50_us": times[n // 2] * 1e6,
-                                  "p99_us": times[int(n * 0.99)] * 1e6,
-                                  "ops_per_s": n / sum(times)})
-        if path == "bench-put":
-            n = int(request.url.split("n=")[1]) if "n=" in request.url else 500
-            t0 = time.perf_counter()
-            for i in range(n):
-                await kv.put(f"put-{i}", "x" * 100)
-            dt = time.perf_counter() - t0
-            return Response.json({"n": n, "ops_per_s": n / dt, "mean_us": dt / n * 1e6})
         return Response("kv worker")

@@ -181,3 +181,52 @@ def test_an_invalid_cron_fails_config_load_naming_it(tmp_path: Path) -> None:
                        cwd=root, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "wrangler.toml:4" in r.stderr and "0 0 * * 8" in r.stderr and "1 = Sunday" in r.stderr
+
+
+# The docs' pattern: a daily cron that records its run in KV (here both directly and
+# through ctx.waitUntil), read back by the fetch handler.
+DAILY_KV = {
+    "wrangler.toml": """
+        name = "daily"
+        main = "src/entry.py"
+        compatibility_flags = ["python_workers"]
+        kv_namespaces = [{ binding = "MY_KV", id = "daily-kv" }]
+
+        [triggers]
+        crons = ["0 0 * * *"]
+    """,
+    "src/entry.py": """
+        from workers import Response, WorkerEntrypoint
+
+
+        class Default(WorkerEntrypoint):
+            async def scheduled(self, controller, env, ctx):
+                await env.MY_KV.put("last_run", str(controller.scheduledTime))
+                ctx.waitUntil(env.MY_KV.put("last_cron", controller.cron))
+
+            async def fetch(self, request):
+                last = await self.env.MY_KV.get("last_run", {"cacheTtl": 30})
+                cron = await self.env.MY_KV.get("last_cron", {"cacheTtl": 30})
+                return Response(f"{last} {cron}")
+    """,
+}
+
+
+def test_daily_cron_writes_to_kv_at_midnight(tmp_path: Path) -> None:
+    root = write_project(tmp_path, DAILY_KV)
+    start = datetime(2026, 3, 2, 23, 59, 0, tzinfo=UTC).timestamp()
+    server = DevServer(root, ["--no-reload", "--manual-clock", str(start)])
+    try:
+        assert call(server.url + "/")[1] == b"None None"
+        advance(server, 59)  # 23:59:59: not yet
+        time.sleep(0.2)
+        assert runs(server) == []
+        advance(server, 1)  # midnight
+        [run] = wait_runs(server, 1)
+        assert run["outcome"] == "ok"
+        midnight_ms = int((start + 60) * 1000)
+        assert run["scheduled_time_ms"] == midnight_ms
+        advance(server, 31)  # past the fetch's cacheTtl for its earlier miss
+        assert call(server.url + "/")[1] == f"{midnight_ms} 0 0 * * *".encode()
+    finally:
+        server.stop()
