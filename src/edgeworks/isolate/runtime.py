@@ -24,6 +24,7 @@ from ..api.streams import ReadableStream
 from ..channel import CHUNK, Channel
 from ..node.router import Router
 from .http import HttpConnection
+from .limits import CpuLimitExceeded, Limits
 from .loader import Worker
 
 BACKGROUND_LIMIT_S = 30.0
@@ -119,6 +120,9 @@ class Isolate:
         self.done = loop.create_future()
         runtime_hooks.outbound_fetch = self.outbound_fetch
         runtime_hooks.channel_call = self.call
+        self.limits = Limits(self, self.spec.get("cpu_ms", 30000),
+                             self.spec.get("memory_bytes", 128 * 1024 * 1024))
+        self.limits.install(loop)
 
     async def call(self, service: str, msg: list[Any]) -> Any:
         """A request to one of the supervisor's binding services; returns its reply."""
@@ -226,16 +230,26 @@ class Isolate:
         _subrequests.set([0])
         runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
         close = False
+        task = asyncio.current_task()
+        self.limits.begin(task)
         try:
             response = await self.worker.call_fetch(request, ctx)
             if not isinstance(response, Response):
                 raise TypeError(
                     f"fetch() must return a Response, got {type(response).__name__}"
                 )
+        except CpuLimitExceeded as e:
+            response = self.limit_page(request, str(e))
+            close = True
+        except MemoryError:
+            response = self.limit_page(request, "Worker exceeded memory limit")
+            close = True
+            self.retire(shutdown=False)  # its heap may be in any state: replace it
         except Exception as e:  # noqa: BLE001 - a worker bug becomes a 1101 page
             response = await self.on_exception(request, ctx, e)
             close = True
         finally:
+            self.limits.end(task)
             self.inflight -= 1
             self.last_active = time.monotonic()
         if ctx._pending:
@@ -253,6 +267,8 @@ class Isolate:
         runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
         cpu0 = time.process_time()
         error: str | None = None
+        task = asyncio.current_task()
+        self.limits.begin(task)
         try:
             if kind != "scheduled":
                 raise RuntimeError(f"unknown event {kind!r}")
@@ -269,15 +285,24 @@ class Isolate:
                         exc = fut.exception()
                         error = "waitUntil() failed: " + "".join(
                             traceback.format_exception(exc)).rstrip()
+        except CpuLimitExceeded as e:
+            error = str(e)
         except Exception as e:  # noqa: BLE001 - reported as the run's outcome
             error = "".join(traceback.format_exception(e)).rstrip()
         finally:
+            self.limits.end(task)
             self.inflight -= 1
             self.last_active = time.monotonic()
         if error:
             self.log("error", f"{kind} event failed:\n{error}")
         cpu_ms = (time.process_time() - cpu0) * 1000
         self.channel.send(["event_done", eid, error is None, error, cpu_ms])
+
+    def limit_page(self, request: Request, reason: str) -> Response:
+        self.log("error", f"{request.method} {request.url}: {reason}")
+        return Response(errorpages.page(1102, 503, reason), 503,
+                        headers={"content-type": "text/html; charset=utf-8",
+                                 "cf-error": "1102"})
 
     def after_response(self, response: Response) -> None:
         ctx = getattr(self, "pending_ctx", None)
@@ -289,6 +314,14 @@ class Isolate:
         for fut in ctx._start_pending():
             self.background.add(fut)
             fut.add_done_callback(self._background_done)
+            # waitUntil work gets 30 s of wall time after the response, as on Cloudflare.
+            timer = self.loop.call_later(BACKGROUND_LIMIT_S, self._background_timeout, fut)
+            fut.add_done_callback(lambda _f, t=timer: t.cancel())
+
+    def _background_timeout(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.done():
+            self.log("error", "waitUntil() work cancelled: it ran past the 30 s limit")
+            fut.cancel()
 
     def _background_done(self, fut: asyncio.Future[Any]) -> None:
         self.background.discard(fut)
@@ -390,18 +423,18 @@ class Isolate:
             return
         idle = not self.inflight and not self.background and all(c.idle() for c in self.conns)
         if idle and time.monotonic() - self.last_active > self.idle_timeout:
-            self.retire(shutdown=False)
+            self.retire(shutdown=False, idle=True)
             return
         self.loop.call_later(1.0, self.tick)
 
-    def retire(self, shutdown: bool) -> None:
+    def retire(self, shutdown: bool, idle: bool = False) -> None:
         """Stop taking work: idle connections go back (or close at shutdown), in-flight
         requests and waitUntil work finish, then the process exits."""
         if self.retiring and not shutdown:
             return
         self.retiring = True
         self.shutting_down = shutdown
-        self.channel.send(["retiring"])
+        self.channel.send(["retiring", idle])
         for conn in list(self.conns):
             conn.draining = True
             if conn.idle():

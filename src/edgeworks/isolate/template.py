@@ -1,9 +1,10 @@
 """A template: one per script version. It imports the user's module once (the "snapshot")
 and then forks an isolate from that warm state whenever the supervisor asks.
 
-With `prefork` on, the template keeps one spare child forked ahead of time, its event loop
-already built, blocked until it is handed a channel: starting an isolate is then a
-hand-over instead of a fork, and the next spare is forked off the request's path.
+With `prefork` on, a template whose script sees traffic keeps one spare child forked
+ahead of time, its event loop built and its request path warmed, blocked until it is
+handed a channel: starting an isolate is then a hand-over instead of a fork, and the next
+spare is forked off the request's path.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def run(spec: dict[str, Any], ctrl_fd: int) -> None:
     gc.freeze()
     send_blocking(ctrl, ["ready", os.getpid(), import_ms, warnings])
     prefork = spec.get("prefork", True)
+    # A spare is kept only while the script sees traffic: none until the first isolate is
+    # asked for, and none after the supervisor reports the script idle. A PoP with many
+    # quiet scripts then pays one template each, not a template and a spare.
+    want_spare = False
     spare: socket.socket | None = None
 
     def fork_spare() -> socket.socket:
@@ -80,10 +85,8 @@ def run(spec: dict[str, Any], ctrl_fd: int) -> None:
         theirs.close()
         return ours
 
-    if prefork:
-        spare = fork_spare()
     while True:
-        if prefork and spare is None:
+        if want_spare and spare is None:
             ready, _, _ = select.select([ctrl], [], [], SPARE_DELAY_S)
             if not ready:
                 spare = fork_spare()
@@ -92,11 +95,18 @@ def run(spec: dict[str, Any], ctrl_fd: int) -> None:
         if got is None:
             os._exit(0)  # the spare sees its socket close and exits too
         msg, fds = got
+        if msg[0] == "idle":
+            want_spare = False
+            if spare is not None:
+                spare.close()  # the spare exits when its socket closes
+                spare = None
+            continue
         if msg[0] != "spawn":
             for fd in fds:
                 os.close(fd)
             continue
         iid = msg[1]
+        want_spare = prefork
         if spare is not None:
             send_blocking(spare, ["go", iid], [fds[0]])
             spare.close()

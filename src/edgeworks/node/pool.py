@@ -110,6 +110,7 @@ class IsolateHandle:
         self.iid = iid
         self.pid = 0
         self.started = time.monotonic()
+        self.last_used = self.started
         self.retiring = False
         self.dead = False
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -159,6 +160,9 @@ class IsolateHandle:
         elif op == "retiring":
             self.retiring = True
             self.script.forget(self)
+            if msg[1] and self.script.isolate is None and not self.template.channel.closed:
+                # The script went quiet: its template can drop its spare too.
+                self.template.channel.send(["idle"])
         elif op == "bye":
             pass
         else:
@@ -207,9 +211,11 @@ class Script:
         iso = self.isolate
         if iso is None or iso.retiring:
             assert self.template is not None
+            self.pop.make_room()
             iso = self.template.spawn()
             self.isolate = iso
             self.all.add(iso)
+        iso.last_used = time.monotonic()
         return iso
 
     def forget(self, iso: IsolateHandle) -> None:

@@ -47,6 +47,8 @@ class PopSettings:
     startup_timeout: float = 60.0
     clock: Clock | None = None  # the cron scheduler's clock (a ManualClock in tests)
     test_scheduled: bool = False  # also answer /__scheduled (it shadows a user path)
+    memory_mb: int = 128  # per isolate, as on Cloudflare
+    max_isolates: int = 0  # live isolates per PoP before the least recently used goes (0: no cap)
     crons: bool = True  # run the cron scheduler here (one PoP of a cluster does)
     prefork: bool = True  # keep one isolate forked ahead per script version
 
@@ -106,6 +108,7 @@ class PoP:
             "max_body": self.settings.max_body,
             "subrequests": config.limits.subrequests,
             "cpu_ms": config.limits.cpu_ms,
+            "memory_bytes": self.settings.memory_mb * 1024 * 1024,
             "idle_timeout": self.settings.idle_timeout,
             "multi": multi,
             "routes": self._routes() if multi else [],
@@ -298,6 +301,18 @@ class PoP:
             for iso in script.all:
                 if iso is not writer and not iso.dead:
                     iso.send(["kvinv", ns, key])
+
+    def make_room(self) -> None:
+        """Before a new isolate starts: past the cap, retire the least recently used."""
+        cap = self.settings.max_isolates
+        if not cap:
+            return
+        live = [s.isolate for s in self.scripts.values()
+                if s.isolate is not None and not s.isolate.retiring]
+        if len(live) < cap:
+            return
+        for iso in sorted(live, key=lambda i: i.last_used)[: len(live) - cap + 1]:
+            iso.drain(shutdown=False)
 
     def worker_log(self, name: str, level: str, text: str) -> None:
         ring = self.logs.setdefault(name, [])

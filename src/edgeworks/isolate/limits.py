@@ -1,0 +1,143 @@
+"""Per-request CPU time and per-isolate memory, enforced inside the isolate.
+
+- CPU: SIGPROF ticks (process CPU time) are charged to the asyncio task running when
+  they arrive; a request task over its budget gets `CpuLimitExceeded` raised in its
+  code. It derives from BaseException so a worker's `except Exception` cannot swallow it.
+- Code stuck in C with the GIL released (hashing a huge buffer) never reaches the Python
+  signal handler: a watchdog thread sees the event loop stalled while CPU time keeps
+  going, answers the isolate's in-flight requests with error 1102 and ends the process.
+- Memory: RLIMIT_AS turns a giant allocation into MemoryError at once; the watchdog
+  also checks the resident set and replaces the isolate (1102) when it passes the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errorpages import error_response
+
+if TYPE_CHECKING:
+    from .runtime import Isolate
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+WATCH_INTERVAL_S = 0.01
+
+
+class CpuLimitExceeded(BaseException):  # noqa: N818 - Cloudflare's wording is "exceeded"
+    def __init__(self, limit_ms: int) -> None:
+        super().__init__(f"Worker exceeded CPU time limit ({limit_ms} ms)")
+        self.limit_ms = limit_ms
+
+
+class _Budget:
+    __slots__ = ("used", "limit", "strikes")
+
+    def __init__(self, limit: float) -> None:
+        self.used = 0.0
+        self.limit = limit
+        self.strikes = 0
+
+
+def _rss() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def _vm_size() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[0]) * PAGE
+
+
+class Limits:
+    def __init__(self, iso: Isolate, cpu_ms: int, memory_bytes: int) -> None:
+        self.iso = iso
+        self.cpu_ms = cpu_ms
+        self.cpu_s = cpu_ms / 1000
+        self.memory = memory_bytes
+        # A tick small enough to catch a 10 ms budget, large enough to cost nothing.
+        self.tick = min(0.01, max(0.001, self.cpu_s / 10))
+        self.budgets: dict[asyncio.Task[Any], _Budget] = {}
+        self.beat = time.monotonic()
+        self.beat_cpu = time.process_time()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.tripped = False
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        threading.stack_size(256 * 1024)
+        threading.Thread(target=self._watch, name="edgeworks-watchdog", daemon=True).start()
+        if self.memory:
+            # Headroom over what the process already maps (shared libraries, arenas).
+            cap = _vm_size() + 2 * self.memory
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        signal.signal(signal.SIGPROF, self._on_tick)
+        signal.setitimer(signal.ITIMER_PROF, self.tick, self.tick)
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        self.beat = time.monotonic()
+        self.beat_cpu = time.process_time()
+        assert self.loop is not None
+        self.loop.call_later(WATCH_INTERVAL_S, self._heartbeat)
+
+    # --- per-request CPU ---------------------------------------------------------------
+    def begin(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self.budgets[task] = _Budget(self.cpu_s)
+
+    def end(self, task: asyncio.Task[Any] | None) -> float:
+        b = self.budgets.pop(task, None) if task is not None else None
+        return b.used * 1000 if b else 0.0
+
+    def _on_tick(self, signum: int, frame: Any) -> None:
+        if self.loop is None:
+            return
+        task = asyncio.current_task(self.loop)
+        b = self.budgets.get(task) if task is not None else None
+        if b is None:
+            return
+        b.used += self.tick
+        if b.used > b.limit * (1 + b.strikes):
+            # Raise again (later) if the worker caught it and kept spinning.
+            b.strikes += 1
+            raise CpuLimitExceeded(self.cpu_ms)
+
+    # --- the watchdog thread -------------------------------------------------------------
+    def _watch(self) -> None:
+        grace = max(0.05, self.cpu_s * 0.5)
+        while not self.tripped:
+            time.sleep(WATCH_INTERVAL_S)
+            stalled = time.monotonic() - self.beat
+            if stalled > grace and self.budgets:
+                burnt = time.process_time() - self.beat_cpu
+                if burnt > self.cpu_s + grace:
+                    self.trip(f"Worker exceeded CPU time limit ({self.cpu_ms} ms) "
+                              "in code that could not be interrupted")
+            if self.memory and _rss() > self.memory:
+                self.trip(f"Worker exceeded memory limit ({self.memory // (1024 * 1024)} MB)")
+
+    def trip(self, reason: str) -> None:
+        """Answer every in-flight request with 1102 and end this isolate. Runs on the
+        watchdog thread while the event loop is stuck, so it writes to the sockets
+        directly; a fresh isolate takes the next request."""
+        self.tripped = True
+        page = error_response(1102, 503, reason)
+        for conn in list(self.iso.conns):
+            if conn.active is None or conn.transport is None:
+                continue
+            try:
+                sock = conn.transport.get_extra_info("socket")
+                os.write(sock.fileno(), page)
+            except Exception:  # noqa: BLE001 - best effort; the process ends next
+                pass
+        try:
+            self.iso.log("error", reason)
+        except Exception:  # noqa: BLE001
+            pass
+        os._exit(3)
