@@ -66,7 +66,8 @@ def run(spec: dict[str, Any], ctrl_fd: int) -> None:
         os._exit(1)
     import_ms = (time.perf_counter() - t0) * 1000
     # Freeze what is alive now so forked isolates don't dirty these pages by GC scans.
-    gc.collect()
+    # No gc.collect() first: a full collection writes to every object's header and would
+    # copy the zygote's whole heap into this process.
     gc.freeze()
     send_blocking(ctrl, ["ready", os.getpid(), import_ms, warnings])
     prefork = spec.get("prefork", True)

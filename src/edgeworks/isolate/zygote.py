@@ -5,6 +5,7 @@ Run as `python -m edgeworks.isolate.zygote FD`, where FD is its end of a SEQPACK
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -17,11 +18,16 @@ import msgspec  # noqa: F401
 import uvloop  # noqa: F401
 
 from .. import api, errorpages  # noqa: F401
+from ..bindings.kv import api as _kv_api  # noqa: F401
 from ..channel import recv_blocking
-from . import http, loader, runtime, template  # noqa: F401
+from . import http, limits, loader, runtime, sandbox, template  # noqa: F401
 
 
 def main() -> None:
+    # Everything imported so far is shared with every template and isolate: freeze it so
+    # no garbage collection in a child ever writes to (and so copies) those pages.
+    gc.collect()
+    gc.freeze()
     ctrl = socket.socket(fileno=int(sys.argv[1]))
     ctrl.setblocking(True)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
