@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..api import Env, ExecutionContext, Request, WorkerEntrypoint, runtime_hooks
+from ..api import DurableObject, Env, ExecutionContext, Request, WorkerEntrypoint, runtime_hooks
 
 SHIMS = str(Path(__file__).resolve().parent.parent / "_shims")
 
@@ -41,6 +41,7 @@ class Worker:
         self.module = module
         self.env = env
         self.kv_bindings: list[Any] = []
+        self.objects: Any = None  # the Durable Object host
         default = getattr(module, "Default", None)
         if not (inspect.isclass(default) and issubclass(default, WorkerEntrypoint)):
             default = None
@@ -119,13 +120,18 @@ def load_worker(spec: dict[str, Any]) -> Worker:
     for p in reversed(paths):
         if p not in sys.path:
             sys.path.insert(0, p)
+    from ..bindings.durable.api import DurableObjectNamespace
+    from ..bindings.durable.host import ObjectHost
     from ..bindings.kv.api import KVNamespace
     from ..timeshare import clock_for
 
     runtime_hooks.now = clock_for(spec.get("time_fd"))
     kv = [KVNamespace(b, ns, spec["data_dir"]) for b, ns in spec.get("kv", [])]
+    host = ObjectHost(spec)
+    durable = [DurableObjectNamespace(b, script, cls, key, host)
+               for b, script, cls, key in spec.get("do", [])]
     env = Env({**spec.get("vars", {}), **spec.get("secrets", {}),
-               **{k.binding: k for k in kv}})
+               **{k.binding: k for k in kv}, **{d.binding: d for d in durable}})
     runtime_hooks.current_env = env
     name = Path(spec["main"]).stem
     try:
@@ -134,6 +140,16 @@ def load_worker(spec: dict[str, Any]) -> Worker:
         raise
     except Exception as e:  # noqa: BLE001 - reported to the supervisor with the traceback
         raise WorkerLoadError(f"importing {spec['main']} raised {type(e).__name__}: {e}") from e
+    host.module = module
+    for d in durable:
+        if d.script != spec["name"]:
+            continue  # a class of another worker on this PoP
+        cls = getattr(module, d.class_name, None)
+        if not (inspect.isclass(cls) and issubclass(cls, DurableObject)):
+            raise WorkerLoadError(
+                f"Durable Object binding {d.binding!r}: class {d.class_name!r} is not "
+                f"defined in {spec['main']} as a subclass of DurableObject")
     worker = Worker(module, env)
     worker.kv_bindings = kv
+    worker.objects = host
     return worker

@@ -120,6 +120,8 @@ class Isolate:
         self.done = loop.create_future()
         runtime_hooks.outbound_fetch = self.outbound_fetch
         runtime_hooks.channel_call = self.call
+        if self.worker.objects is not None:
+            self.worker.objects.attach(self)
         self.limits = Limits(self, self.spec.get("cpu_ms", 30000),
                              self.spec.get("memory_bytes", 128 * 1024 * 1024))
         self.limits.install(loop)
@@ -191,6 +193,9 @@ class Isolate:
                     binding.invalidate(msg[2])
         elif op == "event":
             self.loop.create_task(self.run_event(msg[1], msg[2], msg[3]))
+        elif op == "do_event":
+            self.loop.create_task(self.run_do_event(msg[1], (msg[2], msg[3], msg[4]),
+                                                    msg[5], msg[6]))
         elif op == "drain":
             self.retire(shutdown=msg[1] == "shutdown")
         else:
@@ -255,6 +260,28 @@ class Isolate:
         if ctx._pending:
             self.pending_ctx = ctx
         return response, close
+
+    async def run_do_event(self, eid: int, key: tuple[str, str, str], kind: str,
+                           wire: bytes) -> None:
+        """An event for a Durable Object this isolate holds, forwarded by the supervisor."""
+        self.inflight += 1
+        self.last_active = time.monotonic()
+        runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
+        _subrequests.set([0])
+        try:
+            reply = await self.worker.objects.remote_event(key, kind, wire)
+        except Exception as e:  # noqa: BLE001 - e.g. the constructor raised
+            reply = [False, [type(e).__name__, str(e)]]
+        finally:
+            self.inflight -= 1
+            self.last_active = time.monotonic()
+        self.channel.send(["do_done", eid, reply])
+
+    def track_background(self, awaitable: Any) -> None:
+        """waitUntil from a Durable Object: runs now, counted like other background work."""
+        fut = asyncio.ensure_future(awaitable)
+        self.background.add(fut)
+        fut.add_done_callback(self._background_done)
 
     async def run_event(self, eid: int, kind: str, payload: dict[str, Any]) -> None:
         """A non-HTTP event (today: `scheduled`). Its waitUntil work is part of the run:
@@ -419,6 +446,8 @@ class Isolate:
                 self.channel.send(["log", level, text[i:i + CHUNK]])
 
     def tick(self) -> None:
+        if self.worker.objects is not None and self.worker.objects.objects:
+            self.worker.objects.tick()
         if self.retiring:
             return
         idle = not self.inflight and not self.background and all(c.idle() for c in self.conns)

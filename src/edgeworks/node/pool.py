@@ -116,6 +116,7 @@ class IsolateHandle:
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.channel = Channel(sock, self._on_message, self._lost)
         self.events: dict[int, asyncio.Future[list[Any]]] = {}
+        self.do_events: set[int] = set()
 
     async def run_event(self, kind: str, payload: dict[str, Any]) -> list[Any]:
         """Run a non-HTTP event; returns [ok, error, cpu_ms]."""
@@ -123,6 +124,16 @@ class IsolateHandle:
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self.events[eid] = fut
         self.send(["event", eid, kind, payload])
+        return await fut
+
+    async def run_do_event(self, key: tuple[str, str, str], kind: str,
+                           wire: bytes) -> list[Any] | None:
+        """Forward a Durable Object event; None if this isolate died before answering."""
+        eid = next(_iids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.events[eid] = fut
+        self.do_events.add(eid)
+        self.send(["do_event", eid, *key, kind, wire])
         return await fut
 
     def send(self, msg: list[Any], fds: list[int] | tuple[int, ...] = ()) -> None:
@@ -151,6 +162,11 @@ class IsolateHandle:
             self.pop.front.adopt(fds[0], msg[1])
         elif op == "call":
             self.pop.service_call(self, msg[1], msg[2], msg[3])
+        elif op == "do_done":
+            self.do_events.discard(msg[1])
+            fut = self.events.pop(msg[1], None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg[2])
         elif op == "event_done":
             fut = self.events.pop(msg[1], None)
             if fut is not None and not fut.done():
@@ -170,14 +186,17 @@ class IsolateHandle:
                 os.close(fd)
 
     def _lost(self) -> None:
-        for fut in self.events.values():
+        for eid, fut in self.events.items():
             if not fut.done():
-                fut.set_result([False, "the isolate exited during the event", None])
+                fut.set_result(None if eid in self.do_events else
+                               [False, "the isolate exited during the event", None])
         self.events.clear()
         self.dead = True
         self.retiring = True
         self.script.forget(self)
         self.pop.outbound.forget(self)
+        if self.pop.durable is not None:
+            self.pop.durable.forget(self)
         if not self.exited.done():
             self.exited.set_result(None)
 

@@ -20,6 +20,8 @@ import msgspec
 from ..bindings.cron.clock import Clock, ManualClock, SystemClock
 from ..bindings.cron.history import History
 from ..bindings.cron.scheduler import RunOutcome, Scheduler
+from ..bindings.durable.ids import namespace_key
+from ..bindings.durable.service import DurableService
 from ..bindings.kv.service import KVService
 from ..config import WorkerConfig
 from ..errorpages import error_response, raw_response
@@ -48,6 +50,7 @@ class PopSettings:
     clock: Clock | None = None  # the cron scheduler's clock (a ManualClock in tests)
     test_scheduled: bool = False  # also answer /__scheduled (it shadows a user path)
     memory_mb: int = 128  # per isolate, as on Cloudflare
+    do_idle_timeout: float = 70.0  # seconds before an idle Durable Object is evicted
     max_isolates: int = 0  # live isolates per PoP before the least recently used goes (0: no cap)
     crons: bool = True  # run the cron scheduler here (one PoP of a cluster does)
     prefork: bool = True  # keep one isolate forked ahead per script version
@@ -78,6 +81,7 @@ class PoP:
             self.shared_time = SharedTime(start=self.clock.now())
             self.clock.listeners.append(self.shared_time.set)
         self.kv: KVService | None = None
+        self.durable: DurableService | None = None
         self.scheduler: Scheduler | None = None
         self.history: History | None = None
         self._cron_task: asyncio.Task[None] | None = None
@@ -120,6 +124,11 @@ class PoP:
             "colo": self.settings.colo,
             "data_dir": str(self.settings.data_dir),
             "kv": [[k.binding, k.id] for k in config.kv_namespaces],
+            "do": [[d.name, d.script_name or config.name, d.class_name,
+                    namespace_key(self.settings.data_dir, d.script_name or config.name,
+                                  d.class_name)] for d in config.durable_objects],
+            "do_sqlite_classes": sqlite_classes(config),
+            "do_idle_timeout": self.settings.do_idle_timeout,
             "time_fd": self.shared_time.fd if self.shared_time else None,
         }
 
@@ -134,6 +143,7 @@ class PoP:
         for config in self.configs.values():
             self.kv.bind(config.name, [(k.binding, k.id) for k in config.kv_namespaces])
         self.kv.start()
+        self.durable = DurableService(self.settings.data_dir, self.scripts.get, self.clock)
         await self.zygote.start((self.shared_time.fd,) if self.shared_time else ())
         self.front = Front(self)
         for name in self.order:
@@ -162,6 +172,7 @@ class PoP:
             self.scheduler.set_worker(name, self.configs[name].triggers.crons)
         if self.settings.crons:
             self._cron_task = asyncio.get_running_loop().create_task(self.scheduler.run())
+        self.durable.start()
         await asyncio.sleep(0)  # the scheduler plans from this instant, before any request
         self.front.listen(sock)
 
@@ -218,6 +229,8 @@ class PoP:
         await self.outbound.close()
         if self.kv is not None:
             self.kv.close()
+        if self.durable is not None:
+            await self.durable.stop()
         self.stopped.set()
 
     async def close_processes(self) -> None:
@@ -290,6 +303,8 @@ class PoP:
             bound = {k.id for k in config.kv_namespaces}
             reply = await self.kv.handle(bound, msg, lambda ns, key: self._kv_invalidate(
                 iso, ns, key))
+        elif service == "do" and self.durable is not None:
+            reply = await self.durable.handle(iso, msg)
         else:
             reply = [400, f"unknown service {service!r}"]
         iso.send(["reply", rid, reply])
@@ -378,3 +393,14 @@ def _iso_info(iso: IsolateHandle) -> dict[str, Any]:
             pass
     return info
 
+
+
+def sqlite_classes(config: WorkerConfig) -> list[str]:
+    """Durable Object classes backed by SQLite: `new_sqlite_classes`, and any bound class
+    no migration mentions (today's default); `new_classes` are KV-backed."""
+    kv_backed = {c for m in config.migrations for c in m.new_classes}
+    for m in config.migrations:
+        for old, new in m.renamed_classes:
+            if old in kv_backed:
+                kv_backed.add(new)
+    return sorted({d.class_name for d in config.durable_objects} - kv_backed)

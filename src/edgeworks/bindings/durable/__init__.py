@@ -1,0 +1,1 @@
+"""Durable Objects: one instance per id, transactional storage, SQL, alarms."""
