@@ -51,6 +51,9 @@ class PopSettings:
     test_scheduled: bool = False  # also answer /__scheduled (it shadows a user path)
     memory_mb: int = 128  # per isolate, as on Cloudflare
     do_idle_timeout: float = 70.0  # seconds before an idle Durable Object is evicted
+    # Durable Object commits: survive a killed process (False, WAL + synchronous=NORMAL)
+    # or also a power loss (True: an fsync per commit).
+    do_fsync: bool = False
     max_isolates: int = 0  # live isolates per PoP before the least recently used goes (0: no cap)
     crons: bool = True  # run the cron scheduler here (one PoP of a cluster does)
     prefork: bool = True  # keep one isolate forked ahead per script version
@@ -129,6 +132,7 @@ class PoP:
                                   d.class_name)] for d in config.durable_objects],
             "do_sqlite_classes": sqlite_classes(config),
             "do_idle_timeout": self.settings.do_idle_timeout,
+            "do_fsync": self.settings.do_fsync,
             "time_fd": self.shared_time.fd if self.shared_time else None,
         }
 

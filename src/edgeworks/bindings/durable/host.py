@@ -57,6 +57,7 @@ class ObjectHost:
         self.data_dir = Path(spec["data_dir"])
         self.sqlite_classes = set(spec.get("do_sqlite_classes", []))
         self.idle_timeout: float = spec.get("do_idle_timeout", 70.0)
+        self.fsync: bool = spec.get("do_fsync", False)
         self.module = module
         self.objects: dict[Key, ActiveObject] = {}
 
@@ -108,6 +109,7 @@ class ObjectHost:
         path.parent.mkdir(parents=True, exist_ok=True)
         obj.storage = DurableObjectStorage(
             path, clock=self._now, sql_enabled=class_name in self.sqlite_classes,
+            fsync=self.fsync, exclusive=True,
             on_alarm_change=lambda at, k=key: self._alarm_changed(k, at))
         state = DurableObjectState(obj, DurableObjectId(id_hex), obj.storage)
         self.objects[key] = obj

@@ -198,14 +198,21 @@ ALARM_DELETE = INTERNAL + "DELETE FROM _cf_ALARM"
 BUSY_TIMEOUT_MS = 5000  # only readers in other processes (tools, tests) can contend
 
 
-def open_database(path: Path, authorizer: Authorizer) -> sqlite3.Connection:
+def open_database(path: Path, authorizer: Authorizer, fsync: bool = True,
+                  exclusive: bool = False) -> sqlite3.Connection:
     # isolation_level=None: sqlite3 must not open transactions behind our back.
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute(INTERNAL + f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute(INTERNAL + "PRAGMA journal_mode = WAL")
-        # FULL: a COMMIT is on disk when it returns, which the output gate relies on.
-        conn.execute(INTERNAL + "PRAGMA synchronous = FULL")
+        # FULL: a COMMIT is on disk when it returns (survives power loss). NORMAL, in WAL
+        # mode: a COMMIT survives the process being killed, not the machine losing power;
+        # it saves an fsync per commit. The output gate relies on whichever is chosen.
+        conn.execute(INTERNAL + f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+        if exclusive:
+            # One isolate owns the file while the object lives: no shared-memory locking
+            # on every transaction (others may open it once the object is gone).
+            conn.execute(INTERNAL + "PRAGMA locking_mode = EXCLUSIVE")
         conn.execute(INTERNAL + "PRAGMA foreign_keys = ON")  # as on Cloudflare
         for statement in _SCHEMA:
             conn.execute(INTERNAL + statement)

@@ -60,6 +60,8 @@ class DurableObjectStorage:
         clock: Callable[[], float] = time.time,
         on_alarm_change: Callable[[float | None], None] | None = None,
         sql_enabled: bool = True,
+        fsync: bool = True,
+        exclusive: bool = False,
     ) -> None:
         self.path = Path(path)
         self.clock = clock  # the runtime's clock, for its alarm logic; storage just stores
@@ -76,7 +78,7 @@ class DurableObjectStorage:
         self._txn_task: asyncio.Task[Any] | None = None
         self._authorizer = Authorizer()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = _sql.open_database(self.path, self._authorizer)
+        self._conn = _sql.open_database(self.path, self._authorizer, fsync, exclusive)
         self._sql = SqlStorage(self) if sql_enabled else None
         self._kv = SyncKV(self) if sql_enabled else None
 
