@@ -245,7 +245,8 @@ def test_sigterm_lets_in_flight_requests_and_wait_until_finish(tmp_path: Path, d
     root = write_project(tmp_path, {"wrangler.toml": hello_config(), "src/entry.py": WORKER})
     server = dev_server(root, "--no-reload", "--var", f"ORIGIN:{origin.url}")
     origin.gate.set()
-    marker = tmp_path / "marker.txt"
+    # The sandbox lets a worker write only under its own data directory.
+    marker = root / ".edgeworks" / "state" / "scripts" / "hello" / "marker.txt"
     assert get(server.url + f"/wait?marker={marker}")[0] == 200
     result: dict[str, object] = {}
     t = threading.Thread(target=lambda: result.update(r=get(server.url + "/slow?s=1")))

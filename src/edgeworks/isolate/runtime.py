@@ -234,6 +234,7 @@ class Isolate:
         runtime_hooks.current_ctx.set(ctx)
         _subrequests.set([0])
         runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
+        _request_id.set(request.headers.get("x-edgeworks-request-id"))
         close = False
         task = asyncio.current_task()
         self.limits.begin(task)
@@ -441,9 +442,10 @@ class Isolate:
 
     # --- lifecycle -------------------------------------------------------------------------
     def log(self, level: str, text: str) -> None:
+        # Tagged with the request it came from (when the client named one), so a test
+        # harness can show what each request printed.
         if not self.channel.closed:
-            for i in range(0, max(len(text), 1), CHUNK):
-                self.channel.send(["log", level, text[i:i + CHUNK]])
+            self.channel.send(["log", level, text, _request_id.get(None)])
 
     def tick(self) -> None:
         if self.worker.objects is not None and self.worker.objects.objects:
@@ -499,3 +501,4 @@ class Isolate:
 from contextvars import ContextVar  # noqa: E402
 
 _subrequests: ContextVar[list[int]] = ContextVar("edgeworks_subrequests")
+_request_id: ContextVar[str | None] = ContextVar("edgeworks_request_id")

@@ -35,7 +35,8 @@ class Zygote:
     async def start(self, extra_fds: tuple[int, ...] = ()) -> None:
         ours, theirs = socketpair()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edgeworks.isolate.zygote", str(theirs.fileno()),
+            # -P: no working directory on sys.path (the sandbox does not grant it).
+            sys.executable, "-P", "-m", "edgeworks.isolate.zygote", str(theirs.fileno()),
             pass_fds=(theirs.fileno(), *extra_fds),
         )
         theirs.close()
@@ -157,7 +158,7 @@ class IsolateHandle:
         if op in ("fetch", "fbody", "fread", "fclose"):
             self.pop.outbound.handle(self, msg)
         elif op == "log":
-            self.pop.worker_log(self.script.name, msg[1], msg[2])
+            self.pop.worker_log(self.script.name, msg[1], msg[2], msg[3] if len(msg) > 3 else None)
         elif op == "back":
             self.pop.front.adopt(fds[0], msg[1])
         elif op == "call":

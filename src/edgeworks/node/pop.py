@@ -54,6 +54,7 @@ class PopSettings:
     # Durable Object commits: survive a killed process (False, WAL + synchronous=NORMAL)
     # or also a power loss (True: an fsync per commit).
     do_fsync: bool = False
+    max_procs: int = 64  # processes per script (template, isolates, anything they fork)
     max_isolates: int = 0  # live isolates per PoP before the least recently used goes (0: no cap)
     crons: bool = True  # run the cron scheduler here (one PoP of a cluster does)
     prefork: bool = True  # keep one isolate forked ahead per script version
@@ -66,6 +67,7 @@ class PoP:
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             raise StartupError(f"two configs declare the same worker name: {names}")
+        settings.data_dir = settings.data_dir.resolve()  # isolates chdir; the sandbox needs it absolute
         self.settings = settings
         self.configs = {c.name: c for c in configs}
         self.order = names
@@ -75,7 +77,7 @@ class PoP:
         self.front: Front
         self.router = self._router()
         self.port = settings.port
-        self.logs: dict[str, list[tuple[str, str]]] = {}
+        self.logs: dict[str, list[tuple[str, str, str | None]]] = {}
         self.stopped = asyncio.Event()
         self.clock: Clock = settings.clock or SystemClock()
         # A manual clock is mirrored into shared memory, so isolates see the same time.
@@ -123,6 +125,7 @@ class PoP:
             "default_host": host,
             "self_addrs": [host, f"localhost:{self.port}"],
             "sandbox": self.settings.sandbox,
+            "max_procs": self.settings.max_procs,
             "prefork": self.settings.prefork,
             "colo": self.settings.colo,
             "data_dir": str(self.settings.data_dir),
@@ -321,6 +324,27 @@ class PoP:
                 if iso is not writer and not iso.dead:
                     iso.send(["kvinv", ns, key])
 
+    async def reset_state(self) -> None:
+        """Start over, for the test harness: fresh isolates (no module state survives),
+        empty KV namespaces, no Durable Objects or alarms, no cron history, no logs."""
+        import shutil
+
+        for script in self.scripts.values():
+            for iso in list(script.all):
+                if not iso.dead:
+                    iso.drain(shutdown=False)
+        if self.durable is not None:
+            self.durable.reset()
+        for config in self.configs.values():
+            if self.kv is not None:
+                for k in config.kv_namespaces:
+                    await asyncio.to_thread(self.kv.store.clear, k.id)
+            shutil.rmtree(self.settings.data_dir / "scripts" / config.name / "do",
+                          ignore_errors=True)
+        if self.history is not None:
+            self.history.clear()
+        self.logs.clear()
+
     def make_room(self) -> None:
         """Before a new isolate starts: past the cap, retire the least recently used."""
         cap = self.settings.max_isolates
@@ -333,9 +357,9 @@ class PoP:
         for iso in sorted(live, key=lambda i: i.last_used)[: len(live) - cap + 1]:
             iso.drain(shutdown=False)
 
-    def worker_log(self, name: str, level: str, text: str) -> None:
+    def worker_log(self, name: str, level: str, text: str, request_id: str | None = None) -> None:
         ring = self.logs.setdefault(name, [])
-        ring.append((level, text))
+        ring.append((level, text, request_id))
         if len(ring) > 1000:
             del ring[:500]
         wlog.log(logging.ERROR if level == "error" else logging.INFO, "[%s] %s", name, text)

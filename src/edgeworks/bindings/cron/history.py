@@ -158,6 +158,10 @@ class History:
             raise
         return [row[0] for row in rows]
 
+    def clear(self) -> None:
+        """Forget every run (the test harness, between tests)."""
+        self._db.execute("DELETE FROM runs")
+
     def close(self) -> None:
         self._db.close()
 

@@ -88,12 +88,32 @@ class ObjectHost:
 
     # --- events sent here by the supervisor -------------------------------------------------
     async def remote_event(self, key: Key, kind: str, wire: bytes) -> list[Any]:
+        if kind == "evict":
+            return [True, await value_to_wire(await self.evict(key))]
         obj = self.objects.get(key) or self.activate(key)
+        if kind == "run":
+            return await self._run_test_code(obj, value_from_wire(wire))
         payload = value_from_wire(wire)
         ok, result = await self.deliver(obj, kind, payload)
         if not ok:
             return [False, result]
         return [True, await value_to_wire(result)]
+
+    async def _run_test_code(self, obj: ActiveObject, payload: dict[str, Any]) -> list[Any]:
+        """The test harness's `run_in_durable_object`: run a test's function with the live
+        instance and its state, inside this isolate (dev PoPs only)."""
+        if not self.iso.dev:
+            return [False, ["PermissionError", "run_in_durable_object is for dev PoPs only"]]
+        namespace: dict[str, Any] = {}
+        try:
+            exec(compile(payload["source"], "<test>", "exec"), namespace)  # noqa: S102
+            result = namespace[payload["name"]](obj.instance, obj.instance.ctx)
+            if inspect.isawaitable(result):
+                result = await result
+            await obj.storage.flushed()
+            return [True, await value_to_wire(result)]
+        except Exception as e:  # noqa: BLE001
+            return [False, error_to_wire(e)]
 
     # --- lifecycle ----------------------------------------------------------------------------
     def activate(self, key: Key) -> ActiveObject:

@@ -109,6 +109,27 @@ class DurableService:
                 del self.directory[key]
         return [False, ["RuntimeError", "the Durable Object's isolate could not be reached"]]
 
+    async def evict(self, key: Key) -> bool:
+        """Drop the live instance of an object, if any (its storage stays)."""
+        holder = self.directory.get(key)
+        if holder is None or holder.iso.dead:
+            return False
+        reply = await holder.iso.run_do_event(key, "evict", await value_to_wire(None))
+        return bool(reply and reply[0])
+
+    async def run_alarm(self, key: Key) -> list[Any]:
+        """Fire an object's alarm now (tests): as if its time had come."""
+        row = self.db.execute("SELECT at, retry FROM alarms WHERE script=? AND class=? "
+                              "AND id=?", key).fetchone()
+        at = row[0] if row else self.clock.now()
+        await self._fire(key, at, row[1] if row else 0)
+        return [True, None]
+
+    def reset(self) -> None:
+        """Forget every object and alarm (the test harness, between tests)."""
+        self.directory.clear()
+        self.db.execute("DELETE FROM alarms")
+
     def forget(self, iso: IsolateHandle) -> None:
         for key in [k for k, h in self.directory.items() if h.iso is iso]:
             del self.directory[key]

@@ -252,6 +252,13 @@ class SqliteKVStore:
             result["cursor"] = base64.urlsafe_b64encode(bytes(rows[limit - 1][0])).decode()
         return result
 
+    def clear(self, namespace_id: str) -> None:
+        """Delete every key of a namespace (the test harness, between tests)."""
+        check_namespace_id(namespace_id)
+        self._writable()
+        if self._files.path(namespace_id).exists():
+            self._files.transaction(namespace_id, lambda c: c.execute("DELETE FROM kv"))
+
     def sweep(self) -> int:
         """Delete expired rows in every namespace; returns how many went."""
         self._writable()

@@ -1,12 +1,8 @@
-from pathlib import Path
-
-from edgeworks.testing import start_worker
-
-CONFIG = Path(__file__).resolve().parent.parent / "wrangler.toml"
+"""Tests run on the real edgeworks runtime through its pytest plugin: the `worker`
+fixture serves the worker in wrangler.toml, with fresh storage for every test."""
 
 
-def test_says_hello():
-    with start_worker(CONFIG) as worker:
-        response = worker.fetch("/")
-        assert response.status == 200
-        assert response.text() == "Hello world!"
+def test_says_hello(worker):
+    response = worker.fetch("/")
+    assert response.status == 200
+    assert response.text() == "Hello world!"
