@@ -122,6 +122,10 @@ class Isolate:
         runtime_hooks.channel_call = self.call
         if self.worker.objects is not None:
             self.worker.objects.attach(self)
+        if self.spec.get("sandbox", True) and self.spec.get("sandbox_seccomp") is not False:
+            from .sandbox.seccomp import install_isolate_filter
+
+            install_isolate_filter()  # before any thread starts, so all of them get it
         self.limits = Limits(self, self.spec.get("cpu_ms", 30000),
                              self.spec.get("memory_bytes", 128 * 1024 * 1024))
         self.limits.install(loop)

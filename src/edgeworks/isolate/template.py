@@ -69,7 +69,7 @@ def run(spec: dict[str, Any], ctrl_fd: int) -> None:
     # No gc.collect() first: a full collection writes to every object's header and would
     # copy the zygote's whole heap into this process.
     gc.freeze()
-    send_blocking(ctrl, ["ready", os.getpid(), import_ms, warnings])
+    send_blocking(ctrl, ["ready", os.getpid(), import_ms, warnings, sandbox.describe(spec)])
     prefork = spec.get("prefork", True)
     # A spare is kept only while the script sees traffic: none until the first isolate is
     # asked for, and none after the supervisor reports the script idle. A PoP with many

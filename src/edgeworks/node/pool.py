@@ -74,12 +74,13 @@ class Template:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pid = 0
         self.import_ms = 0.0
+        self.layers: dict[str, str] = {}
         sock = pop.zygote.fork_template(spec)
         self.channel = Channel(sock, self._on_message, self._lost)  # type: ignore[arg-type]
 
     def _on_message(self, msg: list[Any], fds: list[int]) -> None:
         if msg[0] == "ready":
-            _, self.pid, self.import_ms, warnings = msg
+            _, self.pid, self.import_ms, warnings, self.layers = msg
             for w in warnings:
                 log.warning("%s: %s", self.script.name, w)
             if not self.ready.done():

@@ -369,10 +369,13 @@ class PoP:
         out: dict[str, Any] = {"url": self.url, "data_dir": str(self.settings.data_dir),
                                "scripts": {}}
         for s in self.scripts.values():
+            isolates = [_iso_info(i) for i in s.all if not i.dead]
             out["scripts"][s.name] = {
                 "version": s.version,
                 "template_pid": s.template.pid if s.template else None,
-                "isolates": [_iso_info(i) for i in s.all if not i.dead],
+                "sandbox": s.template.layers if s.template else {},
+                "isolates": isolates,
+                "isolates_uss": sum(i.get("uss") or 0 for i in isolates),
             }
         return out
 

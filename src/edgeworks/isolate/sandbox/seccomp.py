@@ -205,3 +205,45 @@ def install(guard_metadata: bool) -> int:
     fprog = _SockFprog(len(arr), ctypes.cast(arr, ctypes.POINTER(_SockFilter)))
     prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
     return len(arr)
+
+
+# --- the isolate's own filter ------------------------------------------------------------
+# Templates must fork; isolates never need to. A second filter, stacked on the template's
+# after the fork, refuses new processes (fork, vfork, clone without CLONE_THREAD) while
+# still allowing threads, so a fork bomb stops at its first fork with PermissionError.
+CLONE_THREAD = 0x00010000
+NO_FORK = {"fork": (57, None), "vfork": (58, None)}
+
+
+def _isolate_program() -> ctypes.Array[_SockFilter]:
+    a = arch()
+    assert a is not None
+    audit_arch, col = a
+    clone = SPECIAL["clone"][col]
+    forks = sorted(n for pair in NO_FORK.values() if (n := pair[col]) is not None)
+    # Offsets are written out: the program is short and fixed.
+    insns = [(LD_W_ABS, 0, 0, OFF_ARCH), (JEQ, 1, 0, audit_arch), (RET, 0, 0, RET_KILL_PROCESS),
+             (LD_W_ABS, 0, 0, OFF_NR)]
+    tail = len(forks)
+    for i, n in enumerate(forks):
+        # jump to "eperm" (the last instruction) on a match
+        insns.append((JEQ, (tail - i - 1) + 4, 0, n))
+    insns += [(JEQ, 0, 2, clone or 0xFFFFFFFF),            # clone? check its flags
+              (LD_W_ABS, 0, 0, _arg_lo(0)),
+              (JSET, 0, 1, CLONE_THREAD),                   # a thread: allow; else eperm
+              (RET, 0, 0, RET_ALLOW),
+              (RET, 0, 0, RET_ERRNO | errno.EPERM)]
+    return (_SockFilter * len(insns))(*(_SockFilter(*t) for t in insns))
+
+
+_ISOLATE_PROGRAM = _isolate_program() if arch() is not None else None
+
+
+def install_isolate_filter() -> bool:
+    """In an isolate, after the fork: no more processes. False where seccomp is absent."""
+    if _ISOLATE_PROGRAM is None or unavailable_reason() is not None:
+        return False
+    arr = _ISOLATE_PROGRAM
+    fprog = _SockFprog(len(arr), ctypes.cast(arr, ctypes.POINTER(_SockFilter)))
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+    return True
