@@ -52,6 +52,21 @@ def evict(port: int) -> None:
             pass
 
 
+def isolate_uss(port: int) -> float:
+    """Unique memory (USS, MB) of the hello worker's idle isolate, from the PoP's status."""
+    import json
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /cdn-cgi/edgeworks/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    isolates = status["scripts"]["hello-bench"]["isolates"]
+    live = [i["uss"] for i in isolates if not i["retiring"] and i.get("uss")]
+    return max(live) / 2**20 if live else float("nan")
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -76,9 +91,11 @@ def measure(sandbox: bool, samples: int) -> dict[str, float]:
             time.sleep(0.05)  # the old isolate exits; the template forks its next spare
             cold.append(timed_request(port))
             warm.append(timed_request(port))
+        time.sleep(0.2)  # let the isolate go idle
+        uss = isolate_uss(port)
     finally:
         server.stop()
-    return {"sandbox": sandbox, "samples": len(cold),
+    return {"sandbox": sandbox, "samples": len(cold), "idle_isolate_uss_mb": uss,
             "cold_p50_ms": statistics.median(cold), "cold_p99_ms": pct(cold, 99),
             "warm_p50_ms": statistics.median(warm), "warm_p99_ms": pct(warm, 99)}
 
@@ -92,10 +109,12 @@ def main() -> int:
     results = [measure(True, args.samples)]
     if args.no_sandbox:
         results.append(measure(False, args.samples))
-    print(f"{'sandbox':8} {'n':>5} {'cold p50':>9} {'cold p99':>9} {'warm p50':>9} {'warm p99':>9}")
+    print(f"{'sandbox':8} {'n':>5} {'cold p50':>9} {'cold p99':>9} {'warm p50':>9} {'warm p99':>9}"
+          f" {'idle USS':>9}")
     for r in results:
         print(f"{'on' if r['sandbox'] else 'off':8} {r['samples']:>5} {r['cold_p50_ms']:>8.2f}m"
-              f" {r['cold_p99_ms']:>8.2f}m {r['warm_p50_ms']:>8.2f}m {r['warm_p99_ms']:>8.2f}m")
+              f" {r['cold_p99_ms']:>8.2f}m {r['warm_p50_ms']:>8.2f}m {r['warm_p99_ms']:>8.2f}m"
+              f" {r['idle_isolate_uss_mb']:>7.2f}MB")
     log("(ms, connect -> full response, new TCP connection each time)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import mmap
 import os
 import socket
 from collections import deque
@@ -65,7 +66,9 @@ class Channel:
         self.on_message = on_message
         self.on_close = on_close
         self.closed = False
-        self._buf = bytearray(MAX_MESSAGE)
+        # An anonymous mapping, not a bytearray: its pages cost memory only once a
+        # message that large arrives (a bytearray is zeroed, so every page is touched).
+        self._buf = mmap.mmap(-1, MAX_MESSAGE)
         self._view = memoryview(self._buf)
         self._backlog: deque[tuple[bytes, list[int]]] = deque()
         self._parts: list[bytes] = []
