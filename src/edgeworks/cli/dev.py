@@ -31,7 +31,8 @@ def load_all(paths: list[Path], env: str | None, overrides: dict[str, str]) -> l
 def run_dev(paths: list[Path], env: str | None, ip: str, port: int, persist_to: Path | None,
             overrides: dict[str, str], reload: bool = True, idle_timeout: float = 60.0,
             sandbox: bool = True, test_scheduled: bool = False,
-            manual_clock: float | None = None, pops: int = 1) -> int:
+            manual_clock: float | None = None, pops: int = 1, memory_mb: int = 128,
+            max_isolates: int = 0) -> int:
     setup_logging()
     try:
         configs = load_all(paths, env, overrides)
@@ -43,7 +44,8 @@ def run_dev(paths: list[Path], env: str | None, ip: str, port: int, persist_to: 
 
     settings = PopSettings(ip=ip, port=port, data_dir=data_dir, dev=True,
                            idle_timeout=idle_timeout, sandbox=sandbox,
-                           test_scheduled=test_scheduled,
+                           test_scheduled=test_scheduled, memory_mb=memory_mb,
+                           max_isolates=max_isolates,
                            clock=ManualClock(manual_clock) if manual_clock is not None else None)
     import uvloop
 

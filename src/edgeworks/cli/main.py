@@ -31,6 +31,10 @@ def cli() -> None:
 @click.option("--idle-timeout", default=60.0, show_default=True, type=float,
               help="Seconds an isolate may sit idle before it is evicted.")
 @click.option("--no-sandbox", is_flag=True, help="Run isolates without the sandbox layers.")
+@click.option("--memory-mb", default=128, show_default=True, type=click.IntRange(16),
+              help="Memory limit per isolate.")
+@click.option("--max-isolates", default=0, show_default=True, type=click.IntRange(0),
+              help="Cap on live isolates (least recently used go first); 0: no cap.")
 @click.option("--test-scheduled", is_flag=True,
               help="Also answer GET /__scheduled?cron=... (runs the scheduled handler).")
 @click.option("--manual-clock", type=float, default=None, metavar="EPOCH",
@@ -41,8 +45,8 @@ def cli() -> None:
                    "KV edge cache (to see eventual consistency locally).")
 def dev(configs: tuple[Path, ...], env_name: str | None, ip: str, port: int,
         persist_to: Path | None, vars_: tuple[str, ...], no_reload: bool,
-        idle_timeout: float, no_sandbox: bool, test_scheduled: bool,
-        manual_clock: float | None, pops: int) -> None:
+        idle_timeout: float, no_sandbox: bool, memory_mb: int, max_isolates: int,
+        test_scheduled: bool, manual_clock: float | None, pops: int) -> None:
     """Serve workers locally, reloading on change."""
     from .dev import run_dev
 
@@ -54,7 +58,8 @@ def dev(configs: tuple[Path, ...], env_name: str | None, ip: str, port: int,
         overrides[key] = value
     code = run_dev(list(configs), env_name, ip, port, persist_to, overrides,
                    reload=not no_reload, idle_timeout=idle_timeout, sandbox=not no_sandbox,
-                   test_scheduled=test_scheduled, manual_clock=manual_clock, pops=pops)
+                   test_scheduled=test_scheduled, manual_clock=manual_clock, pops=pops,
+                   memory_mb=memory_mb, max_isolates=max_isolates)
     sys.exit(code)
 
 

@@ -18,6 +18,8 @@ import msgspec  # noqa: F401
 import uvloop  # noqa: F401
 
 from .. import api, errorpages  # noqa: F401
+from ..bindings.durable import host as _do_host  # noqa: F401
+from ..bindings.durable import storage as _do_storage  # noqa: F401
 from ..bindings.kv import api as _kv_api  # noqa: F401
 from ..channel import recv_blocking
 from . import http, limits, loader, runtime, sandbox, template  # noqa: F401
