@@ -29,7 +29,7 @@ class BodyMixin:
             return body
         if isinstance(body, str):
             if not headers.has("content-type"):
-                headers.append("content-type", "text/plain;charset=UTF-8")
+                headers._pairs().append(("content-type", "text/plain;charset=UTF-8"))
             return body.encode()
         if isinstance(body, bytearray | memoryview):
             return bytes(body)

@@ -23,7 +23,8 @@ def _headers(init: Any) -> Headers:
 class Request(BodyMixin):
     """An HTTP request: what `fetch(request)` receives, and what outbound `fetch()` takes."""
 
-    __slots__ = ("url", "method", "headers", "cf", "redirect", "_body", "_used")
+    # _rid: the id a test harness gave this request (x-edgeworks-request-id), for logs.
+    __slots__ = ("url", "method", "headers", "cf", "redirect", "_body", "_used", "_rid")
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class Request(BodyMixin):
         r.redirect = "manual"
         r._body = body
         r._used = False
+        r._rid = None
         return r
 
     def clone(self) -> Request:

@@ -48,15 +48,23 @@ class _Date:
     """The Date header, formatted at most once a second."""
 
     value = b""
-    stamp = 0
 
     @classmethod
     def header(cls) -> bytes:
-        now = int(time.time())
-        if now != cls.stamp:
-            cls.stamp = now
-            cls.value = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        if not cls.value:
+            cls.refresh()
         return cls.value
+
+    @classmethod
+    def refresh(cls) -> None:
+        """Format the header now and again at the next second (a timer, not a clock
+        read per response)."""
+        now = time.time()
+        cls.value = b"date: " + formatdate(int(now), usegmt=True).encode() + b"\r\n"
+        try:
+            asyncio.get_running_loop().call_later(1.0 - (now % 1.0) + 0.001, cls.refresh)
+        except RuntimeError:
+            cls.value = b""  # no loop (tests of the formatter): recompute next time
 
 
 class Handback(Exception):  # noqa: N818 - control flow, not an error
@@ -137,7 +145,7 @@ class HttpConnection(asyncio.Protocol):
         "app", "transport", "parser", "url", "headers", "header_size", "host",
         "content_length", "chunked", "expect", "body", "queue", "active", "keep_alive",
         "closing", "in_msg", "msg_chunks", "chunk_fresh", "paused", "write_paused",
-        "drained", "peer", "draining", "initial", "rejection",
+        "drained", "peer", "draining", "initial", "request_id", "rejection",
     )
 
     def __init__(self, app: Isolate, initial: bytes = b"") -> None:
@@ -152,6 +160,7 @@ class HttpConnection(asyncio.Protocol):
         self.content_length = -1
         self.chunked = False
         self.expect = False
+        self.request_id: str | None = None
         self.body: RequestBody | None = None
         self.queue: deque[tuple[Request, RequestBody | None, bool, bool]] = deque()
         self.active: asyncio.Task[None] | None = None
@@ -264,6 +273,7 @@ class HttpConnection(asyncio.Protocol):
         self.content_length = -1
         self.chunked = False
         self.expect = False
+        self.request_id = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -286,6 +296,8 @@ class HttpConnection(asyncio.Protocol):
             self.chunked = b"chunked" in value.lower()
         elif lname == b"expect":
             self.expect = value.lower() == b"100-continue"
+        elif lname == b"x-edgeworks-request-id":
+            self.request_id = value.decode("latin-1")
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -312,6 +324,7 @@ class HttpConnection(asyncio.Protocol):
         self.body = body
         method = self.parser.get_method().decode()
         request = Request._from_wire(method, full, self.headers, stream, app.cf)
+        request._rid = self.request_id
         keep_alive = self.parser.should_keep_alive()
         http10 = self.parser.get_http_version() == "1.0"
         if self.active is None:

@@ -238,7 +238,7 @@ class Isolate:
         runtime_hooks.current_ctx.set(ctx)
         _subrequests.set([0])
         runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
-        _request_id.set(request.headers.get("x-edgeworks-request-id"))
+        _request_id.set(getattr(request, "_rid", None))
         close = False
         task = asyncio.current_task()
         self.limits.begin(task)
@@ -249,7 +249,7 @@ class Isolate:
                     f"fetch() must return a Response, got {type(response).__name__}"
                 )
         except CpuLimitExceeded as e:
-            response = self.limit_page(request, str(e))
+            response = self.limit_page(request, str(e) or str(CpuLimitExceeded()))
             close = True
         except MemoryError:
             response = self.limit_page(request, "Worker exceeded memory limit")
