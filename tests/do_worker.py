@@ -31,6 +31,25 @@ class Counter(DurableObject):
         raise ValueError(message)
 
 
+class Gated(DurableObject):
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        self.ready = False
+        ctx.blockConcurrencyWhile(self.load)  # no event reaches us until load() is done
+
+    async def load(self):
+        import asyncio
+
+        await asyncio.sleep(0.3)
+        self.ready = True
+
+    async def is_ready(self):
+        return self.ready
+
+    async def explode(self):
+        self.ctx.abort("stopping on purpose")
+
+
 class RateLimiter(DurableObject):
     """A sliding window of request timestamps kept in storage."""
 
@@ -109,6 +128,10 @@ class Default(WorkerEntrypoint):
             except Exception as e:
                 return Response.json({"error": [type(e).__name__, str(e)]}, status=500)
             return Response.json({"result": result})
+        if parts[0] == "jurisdiction":
+            a = self.env.COUNTER.idFromName("same").toString()
+            b = self.env.COUNTER.jurisdiction("eu").idFromName("same").toString()
+            return Response.json({"differ": a != b})
         if parts[0] == "forge":
             try:
                 self.env.COUNTER.idFromString(q["id"])

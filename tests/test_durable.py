@@ -290,3 +290,21 @@ def test_output_gate_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None
         assert set(acked) <= set(a)  # every acknowledged write survived
     finally:
         s.stop()
+
+
+def test_block_concurrency_while_holds_events_until_done(server) -> None:
+    # The first event builds the object, whose constructor blocks for 0.3 s: the event
+    # is delivered only after that, so it sees the loaded state.
+    assert call(server.url, "GATED", "is_ready", name="g1") is True
+
+
+def test_abort_resets_the_object(server) -> None:
+    assert call(server.url, "GATED", "is_ready", name="g2") is True
+    with pytest.raises(RuntimeError) as e:
+        call(server.url, "GATED", "explode", name="g2")
+    assert "stopping on purpose" in e.value.args[0][1]
+    assert call(server.url, "GATED", "is_ready", name="g2") is True  # rebuilt
+
+
+def test_jurisdiction_ids_are_distinct(server) -> None:
+    assert json.loads(get(server.url + "/jurisdiction")[2]) == {"differ": True}
