@@ -4,42 +4,7 @@
 `from workers import ...` (the same objects).
 """
 
-from .api import (
-    Blob,
-    DurableObject,
-    Env,
-    ExecutionContext,
-    File,
-    FormData,
-    Headers,
-    ReadableStream,
-    Request,
-    Response,
-    WorkerEntrypoint,
-    WorkflowEntrypoint,
-    env,
-    fetch,
-    handler,
-    wait_until,
-)
+from .api import *  # noqa: F403 - the worker API is this package's public surface
+from .api import __all__  # noqa: F401
 
 __version__ = "0.1.0"
-
-__all__ = [
-    "Blob",
-    "DurableObject",
-    "Env",
-    "ExecutionContext",
-    "File",
-    "FormData",
-    "Headers",
-    "ReadableStream",
-    "Request",
-    "Response",
-    "WorkerEntrypoint",
-    "WorkflowEntrypoint",
-    "env",
-    "fetch",
-    "handler",
-    "wait_until",
-]
