@@ -257,3 +257,42 @@ def test_sigterm_lets_in_flight_requests_and_wait_until_finish(tmp_path: Path, d
     assert result["r"] == (200, b"slow done")
     assert server.proc.wait(40) == 0
     assert marker.read_text() == "done"  # the waitUntil work got its time
+
+
+def test_wait_until_work_of_concurrent_requests_all_runs(tmp_path: Path, dev_server) -> None:
+    # Each request's background work belongs to that request, even when responses of
+    # other requests are written in between.
+    root = write_project(tmp_path, {"wrangler.toml": hello_config(), "src/entry.py": """
+        import asyncio
+        from urllib.parse import urlparse
+        from workers import Response, WorkerEntrypoint
+
+        DONE = set()
+
+        async def work(n):
+            await asyncio.sleep(0.01)
+            DONE.add(n)
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                path = urlparse(request.url).path
+                if path == "/done":
+                    return Response(str(len(DONE)))
+                n = int(path.strip("/"))
+                self.ctx.waitUntil(work(n))
+
+                async def body():
+                    await asyncio.sleep(0.005 * (n % 5))
+                    yield b"x"
+
+                return Response(body())
+    """})
+    server = dev_server(root, "--no-reload")
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        assert all(s == 200 for s, _ in pool.map(lambda n: get(f"{server.url}/{n}"), range(60)))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and get(server.url + "/done")[1] != b"60":
+        time.sleep(0.05)
+    assert get(server.url + "/done")[1] == b"60"

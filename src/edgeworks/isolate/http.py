@@ -368,9 +368,9 @@ class HttpConnection(asyncio.Protocol):
     async def serve(self, request: Request, body: RequestBody | None, keep_alive: bool,
                     http10: bool = False) -> None:
         while True:
-            response, close = await self.app.handle(request)
+            response, close, ctx = await self.app.handle(request)
             if body is not None and isinstance(body.error, MalformedBody):
-                self.app.after_response(response)
+                self.app.after_response(ctx)
                 self.close_with_rejection()
                 return
             if body is not None and not body.done:
@@ -392,10 +392,10 @@ class HttpConnection(asyncio.Protocol):
                 # incomplete response instead of waiting for the rest forever.
                 self.app.log("error", f"{request.method} {request.url}: sending the response "
                              "failed\n" + "".join(traceback.format_exception(e)).rstrip())
-                self.app.after_response(response)
+                self.app.after_response(ctx)
                 self.abort()
                 return
-            self.app.after_response(response)
+            self.app.after_response(ctx)
             if not keep_alive or self.transport is None or self.transport.is_closing():
                 self.closing = True
                 if self.transport is not None:

@@ -229,11 +229,12 @@ class Isolate:
         return self.router.match(h, path) != self.name
 
     # --- requests ----------------------------------------------------------------------
-    async def handle(self, request: Request) -> tuple[Response, bool]:
-        """Run the worker's fetch; returns the response and whether to close afterwards."""
+    async def handle(self, request: Request) -> tuple[Response, bool, ExecutionContext]:
+        """Run the worker's fetch; returns the response, whether to close afterwards, and
+        the request's context (its waitUntil work starts once the response is sent)."""
         self.inflight += 1
         if self.warming:
-            return Response("warm"), True
+            return Response("warm"), True, ExecutionContext()
         ctx = ExecutionContext()
         runtime_hooks.current_ctx.set(ctx)
         _subrequests.set([0])
@@ -262,9 +263,7 @@ class Isolate:
             self.limits.end(task)
             self.inflight -= 1
             self.last_active = time.monotonic()
-        if ctx._pending:
-            self.pending_ctx = ctx
-        return response, close
+        return response, close, ctx
 
     async def run_do_event(self, eid: int, key: tuple[str, str, str], kind: str,
                            wire: bytes) -> None:
@@ -336,10 +335,9 @@ class Isolate:
                         headers={"content-type": "text/html; charset=utf-8",
                                  "cf-error": "1102"})
 
-    def after_response(self, response: Response) -> None:
-        ctx = getattr(self, "pending_ctx", None)
-        if ctx is not None:
-            self.pending_ctx = None
+    def after_response(self, ctx: ExecutionContext) -> None:
+        """The response is out: now start the request's waitUntil work."""
+        if ctx._pending:
             self.start_background(ctx)
 
     def start_background(self, ctx: ExecutionContext) -> None:
