@@ -76,7 +76,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         t0 = time.perf_counter()
         configs = [load_config(p) for p in make_projects(root, args.scripts)]
         settings = PopSettings(port=0, data_dir=root / "state", idle_timeout=args.idle,
-                               max_isolates=args.max_isolates, startup_timeout=600)
+                               max_isolates=args.max_isolates, startup_timeout=600,
+                               template_idle_timeout=args.template_idle)
         pop = PoP(settings, configs)
         print(f"[density] starting a PoP with {args.scripts} scripts ...", file=sys.stderr)
         await pop.start()
@@ -84,6 +85,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         base = memory()
         print(f"[density] started in {started:.1f} s: {base}", file=sys.stderr)
         ok = 0
+        second_ok = 0
         t1 = time.perf_counter()
         sem = asyncio.Semaphore(32)
 
@@ -109,13 +111,28 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         await asyncio.sleep(1)
         idle = memory()
         print(f"[density] after idle eviction: {live_after} isolates; {idle}", file=sys.stderr)
+        quiet = None
+        if args.template_idle:
+            await asyncio.sleep(args.template_idle + 6)
+            quiet = memory()
+            templates = sum(s.template is not None for s in pop.scripts.values())
+            print(f"[density] after template eviction: {templates} templates; {quiet}",
+                  file=sys.stderr)
+            ok_before, ok = ok, 0
+            t2 = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(args.scripts)))
+            print(f"[density] second round (templates imported again): {ok}/{args.scripts} ok "
+                  f"in {time.perf_counter() - t2:.1f} s", file=sys.stderr)
+            second_ok, ok = ok, ok_before
         await pop.shutdown()
     n = args.scripts
     return {"scripts": n, "startup_s": started, "round_ok": ok, "round_s": round_s,
             "isolates_after_round": live, "isolates_after_idle": live_after,
             "memory_started": base, "memory_after_round": busy, "memory_idle": idle,
             "per_script_uss_mb_busy": busy["uss_mb"] / n, "per_script_pss_mb_busy": busy["pss_mb"] / n,
-            "per_script_uss_mb_idle": idle["uss_mb"] / n}
+            "per_script_uss_mb_idle": idle["uss_mb"] / n,
+            "memory_templates_evicted": quiet,
+            "second_round_ok": second_ok if args.template_idle else None}
 
 
 def main() -> int:
@@ -123,6 +140,8 @@ def main() -> int:
     ap.add_argument("--scripts", type=int, default=1000)
     ap.add_argument("--max-isolates", type=int, default=0)
     ap.add_argument("--idle", type=float, default=3.0, help="idle timeout (s)")
+    ap.add_argument("--template-idle", type=float, default=0.0,
+                    help="also evict idle templates after this many seconds (0: keep them)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     import uvloop

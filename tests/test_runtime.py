@@ -296,3 +296,26 @@ def test_wait_until_work_of_concurrent_requests_all_runs(tmp_path: Path, dev_ser
     while time.monotonic() < deadline and get(server.url + "/done")[1] != b"60":
         time.sleep(0.05)
     assert get(server.url + "/done")[1] == b"60"
+
+
+def test_idle_isolates_and_templates_are_evicted_and_come_back(tmp_path: Path,
+                                                               dev_server) -> None:
+    root = write_project(tmp_path, {"wrangler.toml": hello_config(), "src/entry.py": """
+        from workers import Response, WorkerEntrypoint
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                return Response("here")
+    """})
+    server = dev_server(root, "--no-reload", "--idle-timeout", "0.5",
+                        "--template-idle-timeout", "1")
+
+    def status() -> dict:
+        return json.loads(get(server.url + "/cdn-cgi/edgeworks/status")[1])["scripts"]["hello"]
+
+    assert get(server.url + "/") == (200, b"here")
+    assert len(status()["isolates"]) >= 1
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (status()["isolates"] or status()["template_pid"]):
+        time.sleep(0.2)
+    assert status()["isolates"] == [] and status()["template_pid"] is None
+    assert get(server.url + "/") == (200, b"here")  # imported again on demand

@@ -32,7 +32,7 @@ def run_dev(paths: list[Path], env: str | None, ip: str, port: int, persist_to: 
             overrides: dict[str, str], reload: bool = True, idle_timeout: float = 60.0,
             sandbox: bool = True, test_scheduled: bool = False,
             manual_clock: float | None = None, pops: int = 1, memory_mb: int = 128,
-            max_isolates: int = 0) -> int:
+            max_isolates: int = 0, template_idle_timeout: float = 600.0) -> int:
     setup_logging()
     try:
         configs = load_all(paths, env, overrides)
@@ -46,6 +46,7 @@ def run_dev(paths: list[Path], env: str | None, ip: str, port: int, persist_to: 
                            idle_timeout=idle_timeout, sandbox=sandbox,
                            test_scheduled=test_scheduled, memory_mb=memory_mb,
                            max_isolates=max_isolates,
+                           template_idle_timeout=template_idle_timeout,
                            clock=ManualClock(manual_clock) if manual_clock is not None else None)
     import uvloop
 

@@ -30,6 +30,9 @@ def cli() -> None:
 @click.option("--no-reload", is_flag=True, help="Do not watch files for changes.")
 @click.option("--idle-timeout", default=60.0, show_default=True, type=float,
               help="Seconds an isolate may sit idle before it is evicted.")
+@click.option("--template-idle-timeout", default=600.0, show_default=True, type=float,
+              help="Seconds a script may sit without isolates before its template (the "
+                   "imported module) is dropped too; 0 keeps templates.")
 @click.option("--no-sandbox", is_flag=True, help="Run isolates without the sandbox layers.")
 @click.option("--memory-mb", default=128, show_default=True, type=click.IntRange(16),
               help="Memory limit per isolate.")
@@ -45,7 +48,8 @@ def cli() -> None:
                    "KV edge cache (to see eventual consistency locally).")
 def dev(configs: tuple[Path, ...], env_name: str | None, ip: str, port: int,
         persist_to: Path | None, vars_: tuple[str, ...], no_reload: bool,
-        idle_timeout: float, no_sandbox: bool, memory_mb: int, max_isolates: int,
+        idle_timeout: float, template_idle_timeout: float, no_sandbox: bool, memory_mb: int,
+        max_isolates: int,
         test_scheduled: bool, manual_clock: float | None, pops: int) -> None:
     """Serve workers locally, reloading on change."""
     from .dev import run_dev
@@ -59,7 +63,8 @@ def dev(configs: tuple[Path, ...], env_name: str | None, ip: str, port: int,
     code = run_dev(list(configs), env_name, ip, port, persist_to, overrides,
                    reload=not no_reload, idle_timeout=idle_timeout, sandbox=not no_sandbox,
                    test_scheduled=test_scheduled, manual_clock=manual_clock, pops=pops,
-                   memory_mb=memory_mb, max_isolates=max_isolates)
+                   memory_mb=memory_mb, max_isolates=max_isolates,
+                   template_idle_timeout=template_idle_timeout)
     sys.exit(code)
 
 

@@ -227,11 +227,16 @@ class Script:
         self.config: Any = None
         self.version = 0
         self.error: str | None = None
+        self.last_active = time.monotonic()
 
     def pick(self) -> IsolateHandle:
         iso = self.isolate
+        self.last_active = time.monotonic()
         if iso is None or iso.retiring:
-            assert self.template is not None
+            if self.template is None:
+                # Evicted while idle: import the script again. The spawn below waits in
+                # the new template's queue until it is ready.
+                self.template = Template(self.pop, self, self.pop.spec(self.config, self.version))
             self.pop.make_room()
             iso = self.template.spawn()
             self.isolate = iso

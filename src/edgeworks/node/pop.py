@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class PopSettings:
     # or also a power loss (True: an fsync per commit).
     do_fsync: bool = False
     max_procs: int = 64  # processes per script (template, isolates, anything they fork)
+    template_idle_timeout: float = 600.0  # seconds a script may idle before its template goes
     max_isolates: int = 0  # live isolates per PoP before the least recently used goes (0: no cap)
     crons: bool = True  # run the cron scheduler here (one PoP of a cluster does)
     prefork: bool = True  # keep one isolate forked ahead per script version
@@ -180,6 +182,8 @@ class PoP:
         if self.settings.crons:
             self._cron_task = asyncio.get_running_loop().create_task(self.scheduler.run())
         self.durable.start()
+        if self.settings.template_idle_timeout:
+            asyncio.get_running_loop().call_later(5.0, self._evict_templates)
         await asyncio.sleep(0)  # the scheduler plans from this instant, before any request
         self.front.listen(sock)
 
@@ -261,7 +265,7 @@ class PoP:
                 path == b"/__scheduled" and self.settings.test_scheduled)):
             asyncio.get_running_loop().create_task(self._manual_scheduled(sock, script, url))
             return
-        if script is None or script.template is None:
+        if script is None:
             self.front.reply(sock, error_response(404, 404, "no worker is routed for this URL"))
             return
         fd = sock.detach()
@@ -344,6 +348,20 @@ class PoP:
         if self.history is not None:
             self.history.clear()
         self.logs.clear()
+
+    def _evict_templates(self) -> None:
+        """A script idle for long gives up its template too (its largest cost: the
+        imported module); the next request imports it again."""
+        now = time.monotonic()
+        for script in self.scripts.values():
+            t = script.template
+            if (t is not None and t.ready.done() and not t.ready.exception()
+                    and not any(not i.dead for i in script.all)
+                    and now - script.last_active > self.settings.template_idle_timeout):
+                t.close()
+                script.template = None
+        asyncio.get_running_loop().call_later(
+            min(5.0, self.settings.template_idle_timeout / 2), self._evict_templates)
 
     def make_room(self) -> None:
         """Before a new isolate starts: past the cap, retire the least recently used."""

@@ -91,7 +91,7 @@ class DurableService:
             holder = self.directory.get(key)
             if holder is None or holder.iso.dead:
                 script = self.scripts(key[0])
-                if script is None or script.template is None:
+                if script is None:
                     return [False, ["RuntimeError", f"no worker named {key[0]!r} on this PoP"]]
                 iso = script.pick()
                 if not iso.channel.poll():
