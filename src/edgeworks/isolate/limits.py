@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WATCH_INTERVAL_S = 0.01  # the event loop's heartbeat
 CHECK_INTERVAL_S = 0.05  # how often the stall and memory checks run
+IDLE_CHECK_S = 1.0  # how often an idle isolate's memory is looked at
 
 
 class CpuLimitExceeded(BaseException):  # noqa: N818 - Cloudflare's wording is "exceeded"
@@ -65,7 +66,7 @@ class Limits:
         self.cpu_ms = cpu_ms
         self.cpu_s = cpu_ms / 1000
         self.memory = memory_bytes
-        # A tick small enough to catch a 10 ms budget, large enough to cost nothing.
+        # Sample often enough to catch a small budget, rarely enough to cost nothing.
         self.interval = min(0.02, max(0.002, self.cpu_s / 10))
         self.main_thread = threading.get_ident()
         CpuLimitExceeded.limit_ms = cpu_ms
@@ -74,6 +75,10 @@ class Limits:
         self.beat_cpu = time.process_time()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tripped = False
+        # An idle isolate must cost no CPU: the heartbeat timer runs and the watchdog
+        # samples only while requests are in flight (`busy` wakes it).
+        self.busy = threading.Event()
+        self.beating = False
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -83,18 +88,25 @@ class Limits:
             # Headroom over what the process already maps (shared libraries, arenas).
             cap = _vm_size() + 2 * self.memory
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        self._heartbeat()
 
     def _heartbeat(self) -> None:
         self.beat = time.monotonic()
         self.beat_cpu = time.process_time()
         assert self.loop is not None
-        self.loop.call_later(WATCH_INTERVAL_S, self._heartbeat)
+        if self.budgets:
+            self.loop.call_later(WATCH_INTERVAL_S, self._heartbeat)
+        else:
+            self.beating = False
 
     # --- per-request CPU ---------------------------------------------------------------
     def begin(self, task: asyncio.Task[Any] | None) -> None:
         if task is not None:
             self.budgets[task] = _Budget(self.cpu_s)
+            if not self.beating:
+                self.beating = True
+                self._heartbeat()
+            if not self.busy.is_set():
+                self.busy.set()
 
     def end(self, task: asyncio.Task[Any] | None) -> float:
         b = self.budgets.pop(task, None) if task is not None else None
@@ -118,6 +130,18 @@ class Limits:
         last_task: asyncio.Task[Any] | None = None
         waited = 0.0
         while not self.tripped:
+            if not self.budgets:
+                # Idle: check memory now and then, and wait to be woken by a request.
+                # Clear first, then look again: a request that began in between has set
+                # `busy` after the clear, or is already in `budgets`.
+                self.busy.clear()
+                if self.budgets:
+                    continue
+                if self.memory and _rss() > self.memory:
+                    self.trip(f"Worker exceeded memory limit ({self.memory // 2**20} MB)")
+                self.busy.wait(IDLE_CHECK_S)
+                last_cpu, last_task = time.process_time(), None
+                continue
             time.sleep(self.interval)
             cpu = time.process_time()
             task = asyncio.current_task(self.loop) if self.loop is not None else None
