@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WATCH_INTERVAL_S = 0.01  # the event loop's heartbeat
 CHECK_INTERVAL_S = 0.05  # how often the stall and memory checks run
+IDLE_SAMPLE_S = 0.1  # how often an idle watchdog looks for a request in flight
 IDLE_CHECK_S = 1.0  # how often an idle isolate's memory is looked at
 
 
@@ -75,9 +76,10 @@ class Limits:
         self.beat_cpu = time.process_time()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tripped = False
-        # An idle isolate must cost no CPU: the heartbeat timer runs and the watchdog
-        # samples only while requests are in flight (`busy` wakes it).
-        self.busy = threading.Event()
+        # An idle isolate must cost (almost) no CPU: the heartbeat timer runs only while
+        # requests are in flight, and the watchdog then samples often; idle, it looks ten
+        # times a second. A request never wakes it directly: that would take the GIL from
+        # the event loop in the middle of the request.
         self.beating = False
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -104,9 +106,10 @@ class Limits:
             self.budgets[task] = _Budget(self.cpu_s)
             if not self.beating:
                 self.beating = True
-                self._heartbeat()
-            if not self.busy.is_set():
-                self.busy.set()
+                self.beat = time.monotonic()
+                self.beat_cpu = time.process_time()
+                assert self.loop is not None
+                self.loop.call_later(WATCH_INTERVAL_S, self._heartbeat)
 
     def end(self, task: asyncio.Task[Any] | None) -> float:
         b = self.budgets.pop(task, None) if task is not None else None
@@ -129,17 +132,15 @@ class Limits:
         last_cpu = time.process_time()
         last_task: asyncio.Task[Any] | None = None
         waited = 0.0
+        idle_ticks = 0
         while not self.tripped:
             if not self.budgets:
-                # Idle: check memory now and then, and wait to be woken by a request.
-                # Clear first, then look again: a request that began in between has set
-                # `busy` after the clear, or is already in `budgets`.
-                self.busy.clear()
-                if self.budgets:
-                    continue
-                if self.memory and _rss() > self.memory:
-                    self.trip(f"Worker exceeded memory limit ({self.memory // 2**20} MB)")
-                self.busy.wait(IDLE_CHECK_S)
+                idle_ticks += 1
+                if idle_ticks * IDLE_SAMPLE_S >= IDLE_CHECK_S:
+                    idle_ticks = 0
+                    if self.memory and _rss() > self.memory:
+                        self.trip(f"Worker exceeded memory limit ({self.memory // 2**20} MB)")
+                time.sleep(IDLE_SAMPLE_S)
                 last_cpu, last_task = time.process_time(), None
                 continue
             time.sleep(self.interval)
