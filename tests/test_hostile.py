@@ -59,6 +59,9 @@ class Default(WorkerEntrypoint):
         if a == "spin":
             while True:
                 pass
+        if a == "regex":
+            import re
+            return Response(str(re.match(r"(a+)+$", "a" * 64 + "b")))
         if a == "allocate":
             blob = bytearray(10 * 1024 ** 3)
             return Response(f"allocated {len(blob)}")
@@ -236,3 +239,20 @@ def test_cpu_ms_50_stops_a_one_second_spin_and_the_worker_recovers(tmp_path) -> 
         assert get(s.url + "/", "x") == (200, "normal")
     finally:
         s.stop()
+
+
+def test_native_code_holding_the_interpreter_lock_is_killed_by_the_supervisor(pop) -> None:
+    # Catastrophic regex backtracking runs in C with the GIL held: nothing inside the
+    # isolate can interrupt it, so the supervisor's backstop kills the isolate.
+    import time
+
+    t0 = time.monotonic()
+    try:
+        status, _ = get(pop.url + "/regex", "hostile.test", timeout=30)
+    except Exception:  # noqa: BLE001 - the connection is cut when the isolate dies
+        status = 0
+    assert status != 200
+    assert time.monotonic() - t0 < 10
+    assert get(pop.url + "/", "neighbour.test") == (200, "neighbour ok")
+    assert get(pop.url + "/", "hostile.test") == (200, "hostile")  # a fresh isolate
+    pop.wait_for_log("stuck in native code")

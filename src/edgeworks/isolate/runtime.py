@@ -187,6 +187,8 @@ class Isolate:
         op = msg[0]
         if op == "conn":
             self.accept(fds[0], msg[1])
+        elif op == "ping":
+            self.channel.send(["pong", msg[1]])
         elif op in ("fres", "fchunk", "ferr", "reply"):
             fut = self.fetches.pop(msg[1], None)
             if fut is not None and not fut.done():

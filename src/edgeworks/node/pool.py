@@ -113,6 +113,8 @@ class IsolateHandle:
         self.pid = 0
         self.started = time.monotonic()
         self.last_used = self.started
+        self.ping_sent = 0.0  # monotonic time of an unanswered ping (0: none)
+        self.ping_cpu = 0.0
         self.retiring = False
         self.dead = False
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -175,6 +177,8 @@ class IsolateHandle:
                 fut.set_result(msg[2:])
         elif op == "ready":
             self.pid = msg[1]
+        elif op == "pong":
+            self.ping_sent = 0.0
         elif op == "retiring":
             self.retiring = True
             self.script.forget(self)
@@ -206,6 +210,27 @@ class IsolateHandle:
         self.retiring = True
         self.script.forget(self)
         self.send(["drain", "shutdown" if shutdown else "handback"])
+
+    def check_alive(self, stuck_after: float) -> None:
+        """The backstop for code stuck in C with the interpreter lock held, where nothing
+        inside the isolate can run: an isolate that leaves a ping unanswered for
+        `stuck_after` seconds while burning CPU is killed."""
+        if self.dead or not self.pid:
+            return
+        now = time.monotonic()
+        if not self.ping_sent:
+            self.ping_sent, self.ping_cpu = now, _cpu_seconds(self.pid)
+            self.send(["ping", 0])
+            return
+        waited = now - self.ping_sent
+        if waited < stuck_after:
+            return
+        burnt = _cpu_seconds(self.pid) - self.ping_cpu
+        if burnt > waited * 0.5:
+            log.error("%s: isolate %d did not answer for %.1f s while using %.1f s of CPU "
+                      "(stuck in native code past its CPU limit): killed", self.script.name,
+                      self.pid, waited, burnt)
+            self.kill()
 
     def kill(self) -> None:
         if self.pid and not self.dead:
@@ -249,3 +274,16 @@ class Script:
             self.isolate = None
         if iso.dead:
             self.all.discard(iso)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0

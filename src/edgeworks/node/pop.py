@@ -35,6 +35,7 @@ from .router import Router
 log = logging.getLogger("edgeworks")
 wlog = logging.getLogger("edgeworks.worker")
 CONTROL_PREFIX = b"/cdn-cgi/edgeworks/"
+PING_INTERVAL_S = 1.0  # how often isolates are asked to show they are not stuck
 
 
 @dataclass
@@ -184,6 +185,7 @@ class PoP:
         self.durable.start()
         if self.settings.template_idle_timeout:
             asyncio.get_running_loop().call_later(5.0, self._evict_templates)
+        asyncio.get_running_loop().call_later(PING_INTERVAL_S, self._check_isolates)
         await asyncio.sleep(0)  # the scheduler plans from this instant, before any request
         self.front.listen(sock)
 
@@ -348,6 +350,14 @@ class PoP:
         if self.history is not None:
             self.history.clear()
         self.logs.clear()
+
+    def _check_isolates(self) -> None:
+        for script in self.scripts.values():
+            stuck_after = 2 * script.config.limits.cpu_ms / 1000 + 1.0
+            for iso in list(script.all):
+                iso.check_alive(stuck_after)
+        if not self.stopped.is_set():
+            asyncio.get_running_loop().call_later(PING_INTERVAL_S, self._check_isolates)
 
     def _evict_templates(self) -> None:
         """A script idle for long gives up its template too (its largest cost: the
