@@ -22,7 +22,7 @@ def script_uid(spec: dict[str, Any]) -> int:
     return UID_BASE + zlib.crc32(str(spec["name"]).encode()) % UID_SPAN
 
 
-def _allowed(st: os.stat_result, uid: int, gid: int, need: int) -> bool:
+def permits(st: os.stat_result, uid: int, gid: int, need: int) -> bool:
     """`need` is a mask of 4 (read), 1 (search/execute): classic owner/group/other bits."""
     if st.st_uid == uid:
         bits = st.st_mode >> 6
@@ -44,14 +44,14 @@ def unreadable(paths: list[Path], uid: int, gid: int) -> str | None:
                 st = os.stat(anc)
             except OSError:
                 break
-            if not _allowed(st, uid, gid, 1):
+            if not permits(st, uid, gid, 1):
                 return f"{anc} (mode {stat.filemode(st.st_mode)}, owner uid {st.st_uid})"
         try:
             st = os.stat(p)
         except OSError:
             continue
         need = 5 if stat.S_ISDIR(st.st_mode) else 4
-        if not _allowed(st, uid, gid, need):
+        if not permits(st, uid, gid, need):
             return f"{p} (mode {stat.filemode(st.st_mode)}, owner uid {st.st_uid})"
     return None
 

@@ -19,6 +19,7 @@ import stat
 from pathlib import Path
 
 from ._sys import NR_MOVE_MOUNT, NR_OPEN_TREE, mount, syscall, unshare
+from .creds import permits
 
 CLONE_NEWNS = 0x00020000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
@@ -42,16 +43,6 @@ def mount_private_proc() -> None:
 MAX_CHILDREN = 256  # covering a directory binds each entry back: keep that bounded
 
 
-def _can(st: os.stat_result, uid: int, gid: int, need: int) -> bool:
-    if st.st_uid == uid:
-        bits = st.st_mode >> 6
-    elif st.st_gid == gid:
-        bits = st.st_mode >> 3
-    else:
-        bits = st.st_mode
-    return bits & need == need
-
-
 def _obstacle(path: Path, uid: int, gid: int) -> tuple[Path, str | None] | None:
     """What stops `uid` from reading `path`: the highest directory it cannot traverse on
     the way (with the name of the child to keep), or `path` itself if it is a directory
@@ -63,13 +54,13 @@ def _obstacle(path: Path, uid: int, gid: int) -> tuple[Path, str | None] | None:
             st = os.stat(anc)
         except OSError:
             return None
-        if not _can(st, uid, gid, 1):
+        if not permits(st, uid, gid, 1):
             return anc, parts[i + 1]
     try:
         st = os.stat(path)
     except OSError:
         return None
-    if stat.S_ISDIR(st.st_mode) and not _can(st, uid, gid, 5):
+    if stat.S_ISDIR(st.st_mode) and not permits(st, uid, gid, 5):
         return path, None
     return None
 
