@@ -96,8 +96,9 @@ class Isolate:
         self.conns: set[HttpConnection] = set()
         self.inflight = 0
         self.background: set[asyncio.Future[Any]] = set()
-        self.fetches: dict[int, asyncio.Future[Any]] = {}
-        self.fetch_ids = itertools.count(1)
+        # Futures waiting for the supervisor's answer: fetch heads and chunks, service calls.
+        self.replies: dict[int, asyncio.Future[Any]] = {}
+        self.reply_ids = itertools.count(1)
         self.retiring = False
         self.warming = False
         self.shutting_down = False
@@ -132,9 +133,9 @@ class Isolate:
 
     async def call(self, service: str, msg: list[Any]) -> Any:
         """A request to one of the supervisor's binding services; returns its reply."""
-        rid = next(self.fetch_ids)
+        rid = next(self.reply_ids)
         fut = self.loop.create_future()
-        self.fetches[rid] = fut
+        self.replies[rid] = fut
         self.channel.send(["call", rid, service, msg])
         return await fut
 
@@ -190,7 +191,7 @@ class Isolate:
         elif op == "ping":
             self.channel.send(["pong", msg[1]])
         elif op in ("fres", "fchunk", "ferr", "reply"):
-            fut = self.fetches.pop(msg[1], None)
+            fut = self.replies.pop(msg[1], None)
             if fut is not None and not fut.done():
                 fut.set_result(msg[2] if op == "reply" else msg)
         elif op == "kvinv":
@@ -388,7 +389,7 @@ class Isolate:
     async def _call(self, msg: list[Any]) -> list[Any]:
         fid = msg[1]
         fut = self.loop.create_future()
-        self.fetches[fid] = fut
+        self.replies[fid] = fut
         self.channel.send(msg)
         return await fut
 
@@ -400,7 +401,7 @@ class Isolate:
                 raise LimitError(
                     f"Too many subrequests: the limit is {self.subrequest_limit} per request"
                 )
-        fid = next(self.fetch_ids)
+        fid = next(self.reply_ids)
         body = request._body
         # Small bodies travel inline (the origin then sees a content-length).
         inline = isinstance(body, bytes) and len(body) <= CHUNK
@@ -416,7 +417,7 @@ class Isolate:
                         self.channel.send(["fbody", fid, chunk[i:i + CHUNK]])
             self.channel.send(["fbody", fid, None])
         fut = self.loop.create_future()
-        self.fetches[fid] = fut
+        self.replies[fid] = fut
         reply = await fut
         if reply[0] == "ferr":
             raise ConnectionError(reply[2])
