@@ -63,7 +63,7 @@ def test_key_commands_by_binding_persist_where_dev_looks(app: Path) -> None:
     listed = json.loads(ok(app, "key", "list", *by))
     assert [k["name"] for k in listed] == ["greeting", "meta"]
     assert listed[1]["metadata"] == {"a": [1, "é"]} and listed[1]["expiration"] > 1e9
-    assert (app / ".edgeworks" / "state" / "kv" / f"{NS}.sqlite").is_file()
+    assert (app / ".edgeworks" / "state" / "kv" / NS / "kv.sqlite").is_file()
     titles = {n["id"]: n["title"] for n in json.loads(ok(app, "namespace", "list"))}
     assert titles == {NS: "app-CONFIG"}
     ok(app, "key", "delete", *by, "greeting")

@@ -39,7 +39,7 @@ def store(tmp_path: Path, clock: Clock) -> Any:
 def test_is_a_kv_store_with_one_file_per_namespace(store: SqliteKVStore, tmp_path: Path) -> None:
     assert isinstance(store, KVStore)
     store.put(NS, "k", b"v")
-    assert (tmp_path / "kv" / f"{NS}.sqlite").is_file()
+    assert (tmp_path / "kv" / NS / "kv.sqlite").is_file()
     assert (tmp_path / "kv" / "namespaces.sqlite").is_file()
     assert [n["id"] for n in store.list_namespaces()] == [NS]
 
@@ -73,7 +73,7 @@ def test_namespaces_create_list_delete(store: SqliteKVStore, tmp_path: Path) -> 
     store.put(first, "k", b"v")
     store.delete_namespace(first)
     assert store.get(first, "k") is None
-    assert not (tmp_path / "kv" / f"{first}.sqlite").exists()
+    assert not (tmp_path / "kv" / first).exists()
     assert [n["id"] for n in store.list_namespaces()] == [NS]
     with pytest.raises(KVError, match="404 namespace not found"):
         store.delete_namespace(first)

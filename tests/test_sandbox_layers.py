@@ -180,8 +180,11 @@ class Layout:
         other.mkdir(parents=True)
         other.chmod(0o755)  # readable by mode bits: only Landlock stands in the way
         (other / "secret.txt").write_text("other tenant's data")
-        (self.data / "kv").mkdir()
-        self.kv_file = self.data / "kv" / "ns.sqlite"
+        # KV: one directory per namespace; this script is bound to "ns" only.
+        (self.data / "kv" / "ns").mkdir(parents=True)
+        (self.data / "kv" / "other-ns").mkdir(parents=True)
+        (self.data / "kv" / "other-ns" / "kv.sqlite").write_text("another tenant's KV")
+        self.kv_file = self.data / "kv" / "ns" / "kv.sqlite"
         self.writer = sqlite3.connect(self.kv_file, isolation_level=None)
         self.writer.execute("PRAGMA journal_mode = WAL")
         self.writer.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT)")
@@ -198,7 +201,7 @@ class Layout:
     def spec(self, **extra: Any) -> dict[str, Any]:
         return {"name": self.name, "root": str(self.root),
                 "module_dir": str(self.root / "src"), "main": str(self.root / "src/entry.py"),
-                "data_dir": str(self.data), **extra}
+                "data_dir": str(self.data), "kv": [["KV", "ns"]], **extra}
 
     def close(self) -> None:
         self.writer.close()
@@ -236,6 +239,8 @@ def hostile_probe(lay: Layout) -> Callable[[], dict[str, Any]]:
             "read_kv": attempt(lambda: sqlite3.connect(kv_uri, uri=True).execute(
                 "SELECT value FROM kv WHERE key = 'k'").fetchone()[0]),
             "chmod_kv": attempt(lambda: os.chmod(lay.kv_file, 0o666)),
+            "read_other_kv": attempt(
+                lambda: (lay.data / "kv" / "other-ns" / "kv.sqlite").read_text()),
             "tcp": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)),
             "udp": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)),
             "raw_tcp": attempt(lambda: _raw_socket(socket.AF_INET, socket.SOCK_STREAM)),
@@ -339,6 +344,7 @@ def test_another_scripts_directory_is_unreadable(full: dict[str, Any]) -> None:
     need(full, "landlock")
     denied(full["results"]["read_other"], errno.EACCES)
     denied(full["results"]["list_other"], errno.EACCES)
+    denied(full["results"]["read_other_kv"], errno.EACCES)  # a namespace it is not bound to
 
 
 def test_the_script_reads_its_own_files_kv_and_the_python_install(full: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ was deleted or replaced by another process, and dropped (never reused) after for
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -27,6 +28,18 @@ Identity = tuple[int, int]
 
 
 _SAFE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+REGISTRY_FILE = "namespaces"
+
+
+def namespace_dir(kv_root: Path, namespace_id: str) -> Path:
+    """Each namespace lives in a directory of its own, so the sandbox can let an isolate
+    read exactly the namespaces its script is bound to. Ids come from users' configs
+    ("<YOUR_KV_NAMESPACE_ID>" in Cloudflare's own example): anything not filename-safe is
+    stored under a hash of itself."""
+    name = namespace_id
+    if not _SAFE.fullmatch(name) or name == REGISTRY_FILE:
+        name = "h-" + hashlib.sha256(name.encode()).hexdigest()[:40]
+    return kv_root / name
 
 
 class SqliteFiles:
@@ -54,11 +67,9 @@ class SqliteFiles:
         self._inherited: list[sqlite3.Connection] = []
 
     def path(self, name: str) -> Path:
-        # Namespace ids come from users' configs ("<YOUR_KV_NAMESPACE_ID>" in Cloudflare's
-        # own example): anything not filename-safe is stored under a hash of itself.
-        if not _SAFE.fullmatch(name):
-            name = "h-" + hashlib.sha256(name.encode()).hexdigest()[:40]
-        return self.directory / f"{name}.sqlite"
+        if name == REGISTRY_FILE:
+            return self.directory / f"{REGISTRY_FILE}.sqlite"
+        return namespace_dir(self.directory, name) / "kv.sqlite"
 
     def read(self, name: str, query: Callable[[sqlite3.Connection], T], missing: T) -> T:
         """`query(conn)` outside any transaction; `missing` if the file doesn't exist."""
@@ -113,6 +124,8 @@ class SqliteFiles:
             path = self.path(name)
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
 
     def close(self) -> None:
         with self._locked():

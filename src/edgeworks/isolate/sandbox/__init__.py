@@ -88,8 +88,13 @@ class _Paths:
             self.problems.append(f"data_dir {data!r} is relative; resolved against "
                                  f"{os.getcwd()} (the supervisor should send an absolute path)")
         name = str(spec.get("name", ""))
+        self.kv_dirs: list[Path] = []
         if self.data_dir is not None:
             self.kv_dir = self.data_dir / "kv"
+            # Only the namespaces this script is bound to: others' data stays out of reach.
+            from ...bindings.kv.sqlite_files import namespace_dir
+
+            self.kv_dirs = [namespace_dir(self.kv_dir, ns) for _b, ns in spec.get("kv", [])]
             if name and "/" not in name and "\0" not in name and name not in (".", ".."):
                 self.script_dir = self.data_dir / "scripts" / name
             else:
@@ -107,7 +112,7 @@ class _Paths:
                 continue  # '' is the cwd (the script root); see _too_broad
             python.add(p)
         python.add(EDGEWORKS_DIR)
-        self.user_read = sorted({*own, *extra_ro, *([self.kv_dir] if self.kv_dir else [])})
+        self.user_read = sorted({*own, *extra_ro, *self.kv_dirs})
         self.python = sorted(python)
 
     def _too_broad(self, p: Path) -> bool:
@@ -136,10 +141,10 @@ class _Paths:
         return rules
 
     def make_dirs(self) -> None:
-        """kv/ for reading (the supervisor writes it), and the script's own directory with
-        a tmp/ inside."""
-        if self.kv_dir is not None:
-            self.kv_dir.mkdir(parents=True, exist_ok=True)
+        """The bound KV namespaces' directories for reading (the supervisor writes them),
+        and the script's own directory with a tmp/ inside."""
+        for d in self.kv_dirs:
+            d.mkdir(parents=True, exist_ok=True)
         if self.script_dir is None:
             return
         tmp = self.script_dir / "tmp"
