@@ -83,3 +83,41 @@ def test_one_hundred_tests_each_with_a_fetch(tmp_path: Path) -> None:
     r = pytest_in(tmp_path, "--durations=0")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "100 passed" in r.stdout
+
+
+def test_docs_pattern_outbound_fetch_to_a_loopback_fake(tmp_path: Path) -> None:
+    # The "Outbound fetch" pattern of docs/testing.md, run as written there.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from edgeworks.testing import start_worker
+
+    write_project(tmp_path, {"wrangler.toml": hello_config("weather"), "src/entry.py": """
+        from workers import Response, WorkerEntrypoint, fetch
+
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                data = await (await fetch(self.env.WEATHER_API + "/now")).json()
+                return Response.json({"celsius": data["temperature"]})
+    """})
+
+    class FakeAPI(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = b'{"temperature": 21}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    api = ThreadingHTTPServer(("127.0.0.1", 0), FakeAPI)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{api.server_address[1]}"
+        with start_worker(tmp_path / "wrangler.toml", vars={"WEATHER_API": url}) as w:
+            assert w.fetch("/weather").json() == {"celsius": 21}
+    finally:
+        api.shutdown()

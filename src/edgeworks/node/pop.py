@@ -190,9 +190,13 @@ class PoP:
         self.front.listen(sock)
 
     async def _fire(self, name: str, cron: str, scheduled_ms: int) -> RunOutcome:
+        t0 = time.perf_counter()
         ok, error, cpu_ms = await self.run_scheduled(name, cron, scheduled_ms)
-        log.info("%s: cron %r (scheduled %d) %s", name, cron, scheduled_ms,
-                 "ok" if ok else "failed")
+        took = (time.perf_counter() - t0) * 1000
+        last = (error or "").strip().splitlines()[-1:] or [""]
+        log.info("%s: cron %r (scheduled %d) %s in %.1f ms, %.1f ms CPU%s", name, cron,
+                 scheduled_ms, "ok" if ok else "failed", took, cpu_ms or 0.0,
+                 f": {last[0]}" if not ok else "")
         return RunOutcome(ok, error, cpu_ms)
 
     @property
