@@ -319,3 +319,25 @@ def test_idle_isolates_and_templates_are_evicted_and_come_back(tmp_path: Path,
         time.sleep(0.2)
     assert status()["isolates"] == [] and status()["template_pid"] is None
     assert get(server.url + "/") == (200, b"here")  # imported again on demand
+
+
+def test_editing_the_config_reloads_too(tmp_path: Path, dev_server) -> None:
+    root = write_project(tmp_path, {
+        "wrangler.toml": hello_config(extra='[vars]\nCOLOR = "red"\n'),
+        "src/entry.py": """
+            from workers import Response, WorkerEntrypoint
+            class Default(WorkerEntrypoint):
+                async def fetch(self, request):
+                    return Response(self.env.COLOR)
+        """})
+    server = dev_server(root)
+    assert get(server.url + "/")[1] == b"red"
+    (root / "wrangler.toml").write_text(hello_config(extra='[vars]\nCOLOR = "blue"\n'))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and get(server.url + "/")[1] != b"blue":
+        time.sleep(0.05)
+    assert get(server.url + "/")[1] == b"blue"
+    # A broken config keeps the running version and says why.
+    (root / "wrangler.toml").write_text('name = "hello"\nmain = 3\n')
+    server.wait_for_log("config error, still serving the previous version")
+    assert get(server.url + "/")[1] == b"blue"
