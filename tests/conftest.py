@@ -116,3 +116,13 @@ def project(tmp_path: Path) -> Callable[..., Path]:
         return write_project(tmp_path / sub, files)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def origin():
+    """A loopback HTTP origin (tests/origin.py) for outbound-fetch tests."""
+    from origin import Origin
+
+    o = Origin()
+    yield o
+    o.close()

@@ -9,7 +9,6 @@ import urllib.request
 
 import pytest
 from conftest import DevServer, write_project
-from origin import Origin
 
 HOSTILE = """
 import ctypes, hashlib, json, os, signal, socket, subprocess, time
@@ -95,13 +94,6 @@ def get(url: str, host: str, timeout: float = 30) -> tuple[int, str]:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-@pytest.fixture(scope="module")
-def origin():
-    o = Origin()
-    yield o
-    o.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from conftest import hello_config, write_project
-from origin import Origin
 
 WORKER = """
 import asyncio, json, os, socket
@@ -65,13 +64,6 @@ class Default(WorkerEntrypoint):
             return Response("slow done")
         return Response("ok")
 """
-
-
-@pytest.fixture(scope="module")
-def origin():
-    o = Origin()
-    yield o
-    o.close()
 
 
 @pytest.fixture(scope="module")

@@ -37,11 +37,12 @@ def _arity(fn: Callable[..., Any]) -> int:
 class Worker:
     """A loaded script: its env and how to call each of its handlers."""
 
-    def __init__(self, module: Any, env: Env) -> None:
+    def __init__(self, module: Any, env: Env, kv_bindings: list[Any] | None = None,
+                 objects: Any = None) -> None:
         self.module = module
         self.env = env
-        self.kv_bindings: list[Any] = []
-        self.objects: Any = None  # the Durable Object host
+        self.kv_bindings: list[Any] = kv_bindings or []  # invalidated by the supervisor
+        self.objects: Any = objects  # the Durable Object host
         default = getattr(module, "Default", None)
         if not (inspect.isclass(default) and issubclass(default, WorkerEntrypoint)):
             default = None
@@ -149,7 +150,4 @@ def load_worker(spec: dict[str, Any]) -> Worker:
             raise WorkerLoadError(
                 f"Durable Object binding {d.binding!r}: class {d.class_name!r} is not "
                 f"defined in {spec['main']} as a subclass of DurableObject")
-    worker = Worker(module, env)
-    worker.kv_bindings = kv
-    worker.objects = host
-    return worker
+    return Worker(module, env, kv, host)

@@ -239,10 +239,7 @@ class Isolate:
         if self.warming:
             return Response("warm"), True, ExecutionContext()
         ctx = ExecutionContext()
-        runtime_hooks.current_ctx.set(ctx)
-        _subrequests.set([0])
-        runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
-        _request_id.set(getattr(request, "_rid", None))
+        _begin_invocation(ctx, getattr(request, "_rid", None))
         close = False
         task = asyncio.current_task()
         self.limits.begin(task)
@@ -273,8 +270,7 @@ class Isolate:
         """An event for a Durable Object this isolate holds, forwarded by the supervisor."""
         self.inflight += 1
         self.last_active = time.monotonic()
-        runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
-        _subrequests.set([0])
+        _begin_invocation(None)
         try:
             reply = await self.worker.objects.remote_event(key, kind, wire)
         except Exception as e:  # noqa: BLE001 - e.g. the constructor raised
@@ -296,9 +292,7 @@ class Isolate:
         self.inflight += 1
         self.last_active = time.monotonic()
         ctx = ExecutionContext()
-        runtime_hooks.current_ctx.set(ctx)
-        _subrequests.set([0])
-        runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
+        _begin_invocation(ctx)
         cpu0 = time.process_time()
         error: str | None = None
         task = asyncio.current_task()
@@ -507,3 +501,13 @@ from contextvars import ContextVar  # noqa: E402
 
 _subrequests: ContextVar[list[int]] = ContextVar("edgeworks_subrequests")
 _request_id: ContextVar[str | None] = ContextVar("edgeworks_request_id")
+
+
+def _begin_invocation(ctx: ExecutionContext | None, request_id: str | None = None) -> None:
+    """Fresh per-invocation state (in the running task's context): its ctx for top-level
+    `wait_until`, its subrequest and KV budgets, and the id its log lines carry."""
+    if ctx is not None:
+        runtime_hooks.current_ctx.set(ctx)
+    _subrequests.set([0])
+    runtime_hooks.kv_ops.set([0, KV_OPS_LIMIT])
+    _request_id.set(request_id)

@@ -119,26 +119,30 @@ class IsolateHandle:
         self.dead = False
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.channel = Channel(sock, self._on_message, self._lost)
-        self.events: dict[int, asyncio.Future[list[Any]]] = {}
-        self.do_events: set[int] = set()
+        # Events awaiting an answer, each with the answer it gets if the isolate dies first.
+        self.events: dict[int, tuple[asyncio.Future[Any], Any]] = {}
+
+    async def _event(self, msg: list[Any], if_lost: Any) -> Any:
+        eid = next(_iids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.events[eid] = (fut, if_lost)
+        self.send([msg[0], eid, *msg[1:]])
+        return await fut
 
     async def run_event(self, kind: str, payload: dict[str, Any]) -> list[Any]:
         """Run a non-HTTP event; returns [ok, error, cpu_ms]."""
-        eid = next(_iids)
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self.events[eid] = fut
-        self.send(["event", eid, kind, payload])
-        return await fut
+        return await self._event(["event", kind, payload],
+                                 [False, "the isolate exited during the event", None])
 
     async def run_do_event(self, key: tuple[str, str, str], kind: str,
                            wire: bytes) -> list[Any] | None:
         """Forward a Durable Object event; None if this isolate died before answering."""
-        eid = next(_iids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.events[eid] = fut
-        self.do_events.add(eid)
-        self.send(["do_event", eid, *key, kind, wire])
-        return await fut
+        return await self._event(["do_event", *key, kind, wire], None)
+
+    def _answer(self, eid: int, value: Any) -> None:
+        pending = self.events.pop(eid, None)
+        if pending is not None and not pending[0].done():
+            pending[0].set_result(value)
 
     def send(self, msg: list[Any], fds: list[int] | tuple[int, ...] = ()) -> None:
         if self.dead:
@@ -167,14 +171,9 @@ class IsolateHandle:
         elif op == "call":
             self.pop.service_call(self, msg[1], msg[2], msg[3])
         elif op == "do_done":
-            self.do_events.discard(msg[1])
-            fut = self.events.pop(msg[1], None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg[2])
+            self._answer(msg[1], msg[2])
         elif op == "event_done":
-            fut = self.events.pop(msg[1], None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg[2:])
+            self._answer(msg[1], msg[2:])
         elif op == "ready":
             self.pid = msg[1]
         elif op == "pong":
@@ -192,10 +191,9 @@ class IsolateHandle:
                 os.close(fd)
 
     def _lost(self) -> None:
-        for eid, fut in self.events.items():
+        for fut, if_lost in self.events.values():
             if not fut.done():
-                fut.set_result(None if eid in self.do_events else
-                               [False, "the isolate exited during the event", None])
+                fut.set_result(if_lost)
         self.events.clear()
         self.dead = True
         self.retiring = True

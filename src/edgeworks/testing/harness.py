@@ -28,7 +28,6 @@ from ..bindings.durable.api import DurableObjectNamespace, DurableObjectStub
 from ..bindings.durable.ids import DurableObjectId, namespace_key
 from ..bindings.durable.wire import error_from_wire, value_from_wire, value_to_wire
 from ..bindings.kv.api import KVNamespace
-from ..bindings.kv.store import KVEntry
 from ..config import load_config
 from ..node.pop import PoP, PopSettings
 
@@ -84,19 +83,14 @@ class _Bridge:
 
 
 class _TestKV(KVNamespace):
-    """`env.KV` in the test: the same store as the worker; reads are never cached here."""
+    """`env.KV` in the test: the same store as the worker; reads are never cached here,
+    writes go through the PoP (so its isolates drop their cached copies)."""
+
+    edge_cache = False
 
     def __init__(self, binding: str, ns: str, pop: PoP, bridge: _Bridge) -> None:
         super().__init__(binding, ns, str(pop.settings.data_dir))
         self._pop, self._bridge = pop, bridge
-
-    def _read(self, key: str, cache_ttl: int | None) -> KVEntry | None:
-        assert self._pop.kv is not None
-        entry = self._pop.kv.store.get(self.namespace_id, key)
-        if entry is not None and entry.expiration is not None \
-                and entry.expiration <= self._pop.clock.now():
-            return None
-        return entry
 
     async def _call(self, msg: list[Any]) -> None:
         pop = self._pop

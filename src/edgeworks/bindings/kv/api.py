@@ -86,6 +86,8 @@ def count_op(op: str) -> None:
 class KVNamespace:
     """The binding object. Method names are Cloudflare's; snake_case aliases are extras."""
 
+    edge_cache = True  # off for readers outside a PoP (the test harness): always fresh
+
     def __init__(self, binding: str, namespace_id: str, data_dir: str) -> None:
         self.binding = binding
         self.namespace_id = namespace_id
@@ -98,14 +100,15 @@ class KVNamespace:
     # --- reads -------------------------------------------------------------------------
     def _read(self, key: str, cache_ttl: int | None) -> KVEntry | None:
         now = runtime_hooks.now()
-        hit = self._cache.get(key)
+        hit = self._cache.get(key) if self.edge_cache else None
         if hit is not None and now < hit[1]:
             entry = hit[0]
         else:
             entry = _store(self._root, runtime_hooks.now).get(self.namespace_id, key)
-            if len(self._cache) >= CACHE_MAX:
-                self._cache.clear()
-            self._cache[key] = (entry, now + (cache_ttl or DEFAULT_CACHE_TTL))
+            if self.edge_cache:
+                if len(self._cache) >= CACHE_MAX:
+                    self._cache.clear()
+                self._cache[key] = (entry, now + (cache_ttl or DEFAULT_CACHE_TTL))
         if entry is not None and entry.expiration is not None and entry.expiration <= now:
             return None
         return entry
