@@ -82,15 +82,23 @@ async def _serve(settings: PopSettings, configs: list[WorkerConfig], paths: list
                 await p.shutdown()
             return 1
         started.append(pop)
+    loop = asyncio.get_running_loop()
+    watcher = None
+    if reload:
+        # Watch before saying "ready": an edit made right after the ready line must not
+        # fall in the moment before the watcher starts.
+        watching = asyncio.Event()
+        watcher = loop.create_task(_watch(started, configs, env, overrides, watching))
+        waiter = loop.create_task(watching.wait())
+        await asyncio.wait({watcher, waiter}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
     workers = ", ".join(f"{c.name} ({c.main.relative_to(c.root)})" for c in configs)
     urls = ", ".join(p.url for p in started)
     print(f"edgeworks dev: ready on {urls} — workers: {workers}; data: {settings.data_dir}",
           file=sys.stderr, flush=True)
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watcher = loop.create_task(_watch(started, configs, env, overrides)) if reload else None
     await stop.wait()
     log.info("edgeworks dev: shutting down (finishing in-flight requests)")
     if watcher is not None:
@@ -100,7 +108,7 @@ async def _serve(settings: PopSettings, configs: list[WorkerConfig], paths: list
 
 
 async def _watch(pops: list[PoP], configs: list[WorkerConfig], env: str | None,
-                 overrides: dict[str, str]) -> None:
+                 overrides: dict[str, str], watching: asyncio.Event) -> None:
     """Reload a script when its config, .dev.vars or any .py under its root changes."""
     from watchfiles import awatch
 
@@ -111,8 +119,13 @@ async def _watch(pops: list[PoP], configs: list[WorkerConfig], env: str | None,
         p = Path(path)
         return p.suffix in WATCHED_SUFFIXES or p.name == ".dev.vars"
 
+    # yield_on_timeout: the first (empty) batch says the watcher is running.
     async for changes in awatch(*set(roots.values()), watch_filter=wanted, debounce=50,
-                                step=20, rust_timeout=0, recursive=True):
+                                step=20, rust_timeout=100, yield_on_timeout=True,
+                                recursive=True):
+        watching.set()
+        if not changes:
+            continue
         touched = {Path(p) for _, p in changes}
         for name, root in roots.items():
             if not any(_under(p, root) for p in touched):
